@@ -1,0 +1,244 @@
+"""The `reconcile` command: argv, output streams and exit codes live here only.
+
+Exit codes: 0 success; 1 a failure (invalid state, a node failed); 2 misuse
+of the command. `plan --detailed-exitcode` answers 0 for no changes, 2 for
+changes and 1 for an error, as `terraform plan -detailed-exitcode` does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__, report
+from .apply import FAILED, reconcile
+from .connections import ConnectOptions
+from .errors import ReconcileError, StateError
+from .render import DesiredNode, render
+from .state import State, StateNotFound, load
+
+log = logging.getLogger(__name__)
+
+STATE_ARG = click.argument(
+    "state",
+    default=".",
+    type=click.Path(exists=True, file_okay=False, readable=True, path_type=Path),
+)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if verbose < 2:
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-v", "--verbose", count=True, help="More logging on stderr (-vv: debug)."
+)
+@click.version_option(__version__, prog_name="reconcile")
+def cli(verbose: int) -> None:
+    """Make CxEngage nodes match the platform state kept as YAML files."""
+    _setup_logging(verbose)
+
+
+def _load_or_exit(state_dir: Path) -> State:
+    try:
+        return load(state_dir)
+    except StateNotFound as error:
+        raise click.BadParameter(str(error), param_hint="'STATE'") from None
+    except StateError as error:
+        _fail_on_state(state_dir, error)
+
+
+def _fail_on_state(state_dir: Path, error: StateError) -> None:
+    click.echo(
+        f"Error: the state in {state_dir} is invalid; no node was touched.", err=True
+    )
+    for problem in error.problems:
+        click.echo(f"  {problem}", err=True)
+    click.echo(f"Run 'reconcile validate {state_dir}' to see only these.", err=True)
+    sys.exit(1)
+
+
+@cli.command()
+@STATE_ARG
+def validate(state: Path) -> None:
+    """Check every state file against its schema and every reference.
+
+    Prints each problem as FILE:LINE: $.PATH: MESSAGE, sorted. Exits 0 when the
+    state is valid and 1 when it is not.
+    """
+    try:
+        loaded = load(state)
+        render(loaded)
+    except StateNotFound as error:
+        raise click.BadParameter(str(error), param_hint="'STATE'") from None
+    except StateError as error:
+        for problem in error.problems:
+            click.echo(str(problem))
+        count = len(error.problems)
+        click.echo(f"{count} problem{'s' if count != 1 else ''} in {state}.", err=True)
+        sys.exit(1)
+    counts = ", ".join(
+        f"{len(objects)} {kind}{'s' if len(objects) != 1 else ''}"
+        for kind, objects in loaded.objects.items()
+        if objects
+    )
+    click.echo(f"{state} is valid: {counts or 'no objects'}.")
+
+
+def _connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--node",
+            "nodes",
+            multiple=True,
+            metavar="ID",
+            help="Only this node (IN1/ND1, or ND1 when unique). Repeatable.",
+        ),
+        click.option(
+            "--parallel",
+            default=10,
+            show_default=True,
+            type=click.IntRange(1, 256),
+            help="Nodes handled at once.",
+        ),
+        click.option(
+            "--identity",
+            "-i",
+            type=click.Path(exists=True, dir_okay=False),
+            help="SSH private key (default: the SSH agent and node settings).",
+        ),
+        click.option(
+            "--known-hosts",
+            type=click.Path(dir_okay=False),
+            help="known_hosts file to check host keys against "
+            "(default: ~/.ssh/known_hosts).",
+        ),
+        click.option(
+            "--accept-new-host-keys",
+            is_flag=True,
+            help="Trust and record the key of a host not yet in known_hosts "
+            "(a changed key is still refused).",
+        ),
+        click.option(
+            "--connect-timeout",
+            default=10.0,
+            show_default=True,
+            type=click.FloatRange(0.1, 600),
+            help="Seconds to wait for a node.",
+        ),
+        click.option(
+            "--command-timeout",
+            default=120.0,
+            show_default=True,
+            type=click.FloatRange(1, 3600),
+            help="Seconds one node may take to answer.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _select(
+    desired: dict[str, DesiredNode], wanted: Sequence[str]
+) -> list[DesiredNode]:
+    if not wanted:
+        return list(desired.values())
+    chosen = []
+    for name in wanted:
+        matches = [
+            node for key, node in desired.items() if name in (key, key.split("/")[1])
+        ]
+        if len(matches) != 1:
+            known = ", ".join(desired) or "none"
+            why = (
+                "is ambiguous: name it as INSTANCE/NODE"
+                if matches
+                else "does not exist"
+            )
+            raise click.BadParameter(
+                f"node {name!r} {why}; nodes: {known}", param_hint="'--node'"
+            )
+        chosen.extend(m for m in matches if m not in chosen)
+    return chosen
+
+
+def _run(
+    state: Path,
+    apply: bool,
+    nodes: Sequence[str],
+    parallel: int,
+    as_json: bool,
+    show_diff: bool = True,
+    **connection: Any,
+) -> list:
+    loaded = _load_or_exit(state)
+    try:
+        desired = render(loaded)
+    except StateError as error:
+        _fail_on_state(state, error)
+    selected = _select(desired, nodes)
+    options = ConnectOptions(**connection)
+    results = reconcile(selected, options, apply=apply, parallel=parallel)
+    if as_json:
+        click.echo(json.dumps(report.as_json(results, applied=apply), indent=2))
+    else:
+        click.echo(report.text(results, applied=apply, show_diff=show_diff), nl=False)
+    return results
+
+
+@cli.command()
+@STATE_ARG
+@_connection_options
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when nothing would change, 2 when something would, 1 on error.",
+)
+@click.option("--no-diff", is_flag=True, help="List changed files without diffs.")
+def plan(state: Path, detailed_exitcode: bool, no_diff: bool, **kwargs: Any) -> None:
+    """Show what apply would change on each node, with diffs (secrets masked)."""
+    results = _run(state, apply=False, show_diff=not no_diff, **kwargs)
+    if any(result.status == FAILED for result in results):
+        sys.exit(1)
+    if detailed_exitcode and any(r.plan and r.plan.changed for r in results):
+        sys.exit(2)
+
+
+@cli.command()
+@STATE_ARG
+@_connection_options
+def apply(state: Path, **kwargs: Any) -> None:
+    """Make every node match the state; exit 1 if any node failed."""
+    results = _run(state, apply=True, **kwargs)
+    if any(result.status == FAILED for result in results):
+        sys.exit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code instead of raising SystemExit."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="reconcile")
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    except ReconcileError as error:
+        click.echo(f"Error: {error}", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

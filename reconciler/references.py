@@ -1,0 +1,233 @@
+"""Cross-object checks: every id an object names must exist, in the right place.
+
+Runs on the objects that passed their schema; each broken reference becomes a
+problem located at the field that holds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from . import schemas, templates
+from .errors import Problem
+from .yamlio import JsonPath
+
+if TYPE_CHECKING:
+    from .state import State, StateObject
+
+
+def _at(obj: StateObject, path: JsonPath, message: str) -> Problem:
+    return Problem(obj.file, obj.doc.line_of(path), schemas.json_path(path), message)
+
+
+def check_references(state: State) -> list[Problem]:
+    problems: list[Problem] = []
+    for check in (
+        _tenants,
+        _users,
+        _integrations,
+        _services,
+        _service_types,
+        _processes,
+    ):
+        problems.extend(check(state))
+    return problems
+
+
+def _missing(kind: str, key: str) -> str:
+    where = {
+        "instance": f"instances/{key}.yaml",
+        "tenant": f"tenants/{key}.yaml",
+        "integration": f"integrations/{key}.yaml",
+        "service-type": f"service-types/{key}.yaml",
+    }.get(kind)
+    hint = f" (no {where})" if where else ""
+    return f"{kind} {key!r} does not exist{hint}"
+
+
+def _tenants(state: State) -> Iterator[Problem]:
+    for tenant in state.of("tenant").values():
+        data = tenant.data
+        instance = data.get("instance")
+        if instance is not None and state.get("instance", instance) is None:
+            yield _at(tenant, ("instance",), _missing("instance", instance))
+        used = data.get("integrations", [])
+        for i, integration in enumerate(used):
+            if state.get("integration", integration) is None:
+                yield _at(
+                    tenant, ("integrations", i), _missing("integration", integration)
+                )
+        for integration, params in data.get("integration-params", {}).items():
+            path: JsonPath = ("integration-params", integration)
+            if integration not in used:
+                yield _at(
+                    tenant,
+                    path,
+                    f"integration {integration!r} is not in this tenant's "
+                    "integrations; add it there or remove its params",
+                )
+                continue
+            definition = state.get("integration", integration)
+            if definition is None:
+                continue
+            declared = declared_params(definition.data)
+            for name in params:
+                if name not in declared:
+                    known = ", ".join(sorted(declared)) or "none"
+                    yield _at(
+                        tenant,
+                        path + (name,),
+                        f"integration {integration!r} has no param {name!r}; "
+                        f"its params: {known}",
+                    )
+
+
+def declared_params(integration: dict) -> set[str]:
+    """Every param name an integration definition mentions."""
+    names = {field["param"] for field in integration.get("schema", [])}
+    for part in ("endpoint", "listener"):
+        section = integration.get(part) or {}
+        names.update(section.get("params", []))
+        names.update(section.get("static-params", []))
+        names.update(field["param"] for field in section.get("schema", []))
+    return names
+
+
+def secret_params(integration: dict) -> set[str]:
+    """Params whose values are secrets: typed password, or redacted."""
+    names = {
+        field["param"]
+        for part in (integration, integration.get("listener") or {})
+        for field in part.get("schema", [])
+        if field.get("type") == "password"
+    }
+    names.update((integration.get("endpoint") or {}).get("redact", []))
+    return names
+
+
+def _users(state: State) -> Iterator[Problem]:
+    for user in state.of("user").values():
+        for i, tenant in enumerate(user.data.get("tenants", [])):
+            if state.get("tenant", tenant) is None:
+                yield _at(user, ("tenants", i), _missing("tenant", tenant))
+
+
+def _integrations(state: State) -> Iterator[Problem]:
+    for integration in state.of("integration").values():
+        kind = integration.data.get("type", integration.id)
+        if kind != integration.id:
+            yield _at(
+                integration,
+                ("type",),
+                f"type {kind!r} must equal the integration's id {integration.id!r}",
+            )
+
+
+def _services(state: State) -> Iterator[Problem]:
+    for service in state.of("service").values():
+        options = service.data.get("options", {})
+        downstream = options.get("downstream")
+        if downstream is not None:
+            if state.get("service", f"{service.instance}/{downstream}") is None:
+                yield _at(
+                    service,
+                    ("options", "downstream"),
+                    f"service {downstream!r} does not exist in instance "
+                    f"{service.instance} (no instances/{service.instance}/services/"
+                    f"{downstream}.yaml)",
+                )
+        kind = service.data["type"]
+        service_type = state.get("service-type", kind)
+        if service_type is None:
+            yield _at(service, ("type",), _missing("service-type", kind))
+            continue
+        options_schema = service_type.data.get("options", {})
+        for path, message in schemas.errors(
+            options_schema, options, service.doc, ("options",)
+        ):
+            yield _at(service, path, f"{message} (required by service type {kind!r})")
+        for name in _option_names(service_type):
+            if name not in options:
+                yield _at(
+                    service,
+                    ("options",),
+                    f"missing option {name!r}: the command of service type "
+                    f"{kind!r} uses it",
+                )
+
+
+def _option_names(service_type: StateObject) -> list[str]:
+    found = []
+    for template in service_type.data["command"]:
+        try:
+            used = templates.names(template)
+        except templates.TemplateError:
+            continue  # reported on the service type itself
+        for name in used:
+            if name.startswith(templates.OPTION_PREFIX):
+                found.append(name[len(templates.OPTION_PREFIX) :])
+    return found
+
+
+def _service_types(state: State) -> Iterator[Problem]:
+    for service_type in state.of("service-type").values():
+        fields = (
+            ("command", templates.COMMAND_NAMES),
+            ("reads", templates.READS_NAMES),
+        )
+        for field_name, allowed in fields:
+            for i, template in enumerate(service_type.data.get(field_name, [])):
+                path = (field_name, i)
+                try:
+                    unknown = templates.unknown_names(template, allowed)
+                except templates.TemplateError as error:
+                    yield _at(service_type, path, str(error))
+                    continue
+                if field_name == "reads":
+                    unknown += [n for n in templates.names(template) if "." in n]
+                for name in unknown:
+                    names = ", ".join(sorted(allowed))
+                    yield _at(
+                        service_type,
+                        path,
+                        f"unknown placeholder {{{name}}}; allowed here: {names}"
+                        + (", options.NAME" if field_name == "command" else ""),
+                    )
+        try:
+            Draft202012Validator.check_schema(service_type.data.get("options", {}))
+        except SchemaError as error:
+            yield _at(
+                service_type, ("options",), f"not a valid JSON Schema: {error.message}"
+            )
+
+
+def _processes(state: State) -> Iterator[Problem]:
+    for process in state.of("process").values():
+        data = process.data
+        instance = data["instance"]
+        if state.get("instance", instance) is None:
+            yield _at(process, ("instance",), _missing("instance", instance))
+            continue
+        for kind, folder in (("service", "services"), ("node", "nodes")):
+            key = f"{instance}/{data[kind]}"
+            if state.get(kind, key) is None:
+                elsewhere = [
+                    obj.instance
+                    for obj in state.of(kind).values()
+                    if obj.id == data[kind]
+                ]
+                hint = (
+                    f"; it belongs to instance {elsewhere[0]}, not {instance}"
+                    if elsewhere
+                    else f" (no instances/{instance}/{folder}/{data[kind]}.yaml)"
+                )
+                yield _at(
+                    process,
+                    (kind,),
+                    f"{kind} {data[kind]!r} does not exist in instance "
+                    f"{instance}{hint}",
+                )

@@ -1,0 +1,292 @@
+"""From the platform state to what each node should hold.
+
+For every node: the rendered configuration files (JSON, under `etc/`), the
+process manager's files, and the processes with their argv and the files
+they read. Rendering is pure: it reads the environment only for secrets
+written as `{env: NAME}`, and touches no node.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import schemas, templates
+from .errors import Problem, StateError
+from .references import secret_params
+from .state import State, StateObject
+from .supervisors import MANAGERS
+
+log = logging.getLogger(__name__)
+
+SENSITIVE = "(sensitive)"
+# Keys whose values are secrets wherever they appear in a rendered file.
+SECRET_KEYS = frozenset({"password", "password-hash"})
+
+
+@dataclass(frozen=True)
+class DesiredProcess:
+    id: str
+    service: str
+    argv: tuple[str, ...]
+    running: bool
+    definition: str
+    reads: tuple[str, ...]
+
+
+@dataclass
+class DesiredNode:
+    key: str
+    node: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+    processes: dict[str, DesiredProcess] = field(default_factory=dict)
+    # integration id -> param names whose values must never be shown
+    secret_params: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    @property
+    def root(self) -> str:
+        return self.node["root"]
+
+    @property
+    def manager(self) -> str:
+        return self.node["manager"]
+
+    @property
+    def enabled(self) -> bool:
+        return self.node.get("status", True)
+
+    def inputs(self, process_id: str) -> str:
+        """A hash of everything a process was started from."""
+        process = self.processes[process_id]
+        digest = hashlib.sha256()
+        for path in (process.definition, *process.reads):
+            digest.update(path.encode() + b"\0" + sha256(self.files[path]).encode())
+        return digest.hexdigest()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def to_json(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def node_python(node: dict[str, Any]) -> str:
+    """The interpreter the agent and `{python}` use on a node."""
+    if "python" in node:
+        return node["python"]
+    return sys.executable if node.get("connection") == "local" else "python3"
+
+
+class _Renderer:
+    def __init__(self, state: State, environ: dict[str, str]):
+        self.state = state
+        self.environ = environ
+        self.problems: list[Problem] = []
+
+    def secret(self, owner: StateObject, path: tuple, value: Any) -> Any:
+        """A literal, or the value of the environment variable it names."""
+        if not isinstance(value, dict):
+            return value
+        name = value["env"]
+        if name not in self.environ:
+            self.problems.append(
+                Problem(
+                    owner.file,
+                    owner.doc.line_of(path),
+                    schemas.json_path(path),
+                    f"environment variable {name} is not set; export it before "
+                    "running reconcile",
+                )
+            )
+            return ""
+        return self.environ[name]
+
+    def tenant(self, tenant: StateObject) -> dict[str, Any]:
+        data = {k: v for k, v in tenant.data.items() if k != "integration-params"}
+        params = {}
+        for integration, values in tenant.data.get("integration-params", {}).items():
+            params[integration] = {
+                name: self.secret(tenant, ("integration-params", integration, name), v)
+                for name, v in values.items()
+            }
+        if params:
+            data["integration-params"] = params
+        return data
+
+    def node(self, node: StateObject) -> DesiredNode:
+        state = self.state
+        instance = node.instance
+        desired = DesiredNode(key=node.key, node=dict(node.data))
+        desired.node.setdefault("python", node_python(node.data))
+        files: dict[str, Any] = {
+            "etc/instance.json": state.of("instance")[instance].data
+        }
+
+        tenants = sorted(
+            (
+                t
+                for t in state.of("tenant").values()
+                if t.data.get("instance") == instance
+            ),
+            key=lambda t: t.id,
+        )
+        tenant_ids = {t.id for t in tenants}
+        integrations: set[str] = set()
+        for tenant in tenants:
+            files[f"etc/tenants/{tenant.id}.json"] = self.tenant(tenant)
+            integrations.update(tenant.data.get("integrations", []))
+        for integration in sorted(integrations):
+            files[f"etc/integrations/{integration}.json"] = state.of("integration")[
+                integration
+            ].data
+        # Every definition, used here or not: a node may still hold params of
+        # an integration this state no longer gives it.
+        for integration in state.of("integration").values():
+            desired.secret_params[integration.id] = frozenset(
+                secret_params(integration.data)
+            )
+
+        users = []
+        for user in sorted(state.of("user").values(), key=lambda u: u.id):
+            shared = [t for t in user.data.get("tenants", []) if t in tenant_ids]
+            if shared:
+                users.append(
+                    {k: v for k, v in user.data.items() if k != "tenants"}
+                    | {"tenants": shared}
+                )
+        files["etc/users.json"] = users
+
+        processes = sorted(
+            (
+                p
+                for p in state.of("process").values()
+                if p.data["instance"] == instance and p.data["node"] == node.id
+            ),
+            key=lambda p: p.id,
+        )
+        for process in processes:
+            service = state.of("service")[f"{instance}/{process.data['service']}"]
+            files[f"etc/services/{service.id}.json"] = {
+                key: service.data[key]
+                for key in ("id", "name", "type", "log-level", "options")
+                if key in service.data
+            }
+
+        desired.files = {path: to_json(value) for path, value in files.items()}
+        manager = MANAGERS[desired.manager]
+        for path, text in manager.base_files(desired.root).items():
+            desired.files[path] = text.encode()
+        for process in processes:
+            self.process(desired, process, manager)
+        return desired
+
+    def process(self, desired: DesiredNode, process: StateObject, manager: Any) -> None:
+        data = process.data
+        service = self.state.of("service")[f"{data['instance']}/{data['service']}"]
+        service_type = self.state.of("service-type")[service.data["type"]]
+        root = desired.root
+        values = {
+            "python": desired.node["python"],
+            "root": root,
+            "etc": f"{root}/etc",
+            "config": f"{root}/etc/services/{service.id}.json",
+            "service": service.id,
+            "process": process.id,
+            "instance": data["instance"],
+            "node": data["node"],
+            "address": desired.node.get("ip-address", "127.0.0.1"),
+        }
+        for name, value in service.data.get("options", {}).items():
+            try:
+                values[templates.OPTION_PREFIX + name] = templates.option_text(value)
+            except templates.TemplateError:
+                continue  # an option of another shape cannot be on the argv
+        argv = []
+        for i, template in enumerate(service_type.data["command"]):
+            try:
+                argv.append(templates.expand(template, values))
+            except templates.TemplateError as error:
+                self.problems.append(
+                    Problem(
+                        service.file,
+                        service.line("options"),
+                        "$.options",
+                        f"{error} (service type {service_type.id!r}, command[{i}])",
+                    )
+                )
+                return
+        reads = _matching(
+            (
+                templates.expand(t, {"service": service.id})
+                for t in service_type.data.get("reads", [])
+            ),
+            desired.files,
+        )
+        path, text = manager.definition(root, process.id, argv, data["running"])
+        desired.files[path] = text.encode()
+        desired.processes[process.id] = DesiredProcess(
+            id=process.id,
+            service=service.id,
+            argv=tuple(argv),
+            running=data["running"],
+            definition=path,
+            reads=reads,
+        )
+
+
+def _matching(patterns: Iterable[str], files: dict[str, bytes]) -> tuple[str, ...]:
+    found = set()
+    for pattern in patterns:
+        found.update(path for path in files if fnmatch.fnmatchcase(path, pattern))
+    return tuple(sorted(found))
+
+
+def render(
+    state: State, environ: dict[str, str] | None = None
+) -> dict[str, DesiredNode]:
+    """Desired files and processes of every node, keyed `IN1/ND1`."""
+    renderer = _Renderer(state, dict(os.environ if environ is None else environ))
+    nodes = {key: renderer.node(node) for key, node in sorted(state.of("node").items())}
+    if renderer.problems:
+        raise StateError(renderer.problems)
+    return nodes
+
+
+def masked(desired: DesiredNode, path: str, content: str) -> str:
+    """A rendered file's text with every secret value replaced.
+
+    Text that is not the JSON we render is withheld whole: it may hold a
+    secret we cannot locate.
+    """
+    if not path.endswith(".json"):
+        return content
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return "(content withheld: not valid JSON, it may hold secrets)\n"
+    return to_json(_mask(value, desired.secret_params, ())).decode()
+
+
+def _mask(value: Any, secrets: dict[str, frozenset[str]], path: tuple) -> Any:
+    if isinstance(value, list):
+        return [_mask(item, secrets, path) for item in value]
+    if not isinstance(value, dict):
+        return value
+    result = {}
+    for key, item in value.items():
+        # Params of an integration we no longer know are all treated as secret.
+        inside_params = len(path) == 2 and path[0] == "integration-params"
+        secret = key in SECRET_KEYS or (
+            inside_params and key in secrets.get(path[1], {key})
+        )
+        result[key] = SENSITIVE if secret else _mask(item, secrets, path + (key,))
+    return result

@@ -1,0 +1,141 @@
+"""The JSON Schemas of the state's kinds, and their errors as problems.
+
+The files in `schemas/` are the only definition of the objects; this module
+finds them (next to the package in a source tree, inside it when installed),
+builds one validator per kind, fills defaults and words errors.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from .yamlio import Document, JsonPath
+
+KINDS = (
+    "instance",
+    "tenant",
+    "user",
+    "integration",
+    "node",
+    "service",
+    "process",
+    "service-type",
+)
+
+# The attribute that holds the id of each kind.
+ID_FIELD = {kind: "id" for kind in KINDS} | {"user": "email"}
+
+_JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+}
+
+
+def _schema_dir() -> Path | resources.abc.Traversable:
+    source_tree = Path(__file__).resolve().parent.parent / "schemas"
+    if (source_tree / "node.json").is_file():
+        return source_tree
+    return resources.files("reconciler.schemas")
+
+
+@cache
+def schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of one kind, as a dictionary."""
+    text = (_schema_dir() / f"{kind}.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@cache
+def validator(kind: str) -> Draft202012Validator:
+    return Draft202012Validator(schema(kind))
+
+
+def id_pattern(kind: str) -> str:
+    return schema(kind)["properties"][ID_FIELD[kind]]["pattern"]
+
+
+def with_defaults(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `data` with the schema's top-level defaults filled in."""
+    result = dict(data)
+    for name, prop in schema(kind).get("properties", {}).items():
+        if name not in result and "default" in prop:
+            result[name] = copy.deepcopy(prop["default"])
+    return result
+
+
+def json_path(path: JsonPath) -> str:
+    """`("a", 0, "b")` as `$.a[0].b`."""
+    text = "$"
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def describe(value: Any) -> str:
+    kind = _JSON_TYPES.get(type(value), type(value).__name__)
+    shown = json.dumps(value) if not isinstance(value, dict | list) else ""
+    return f"{kind} {shown}".rstrip()
+
+
+def errors(
+    schema_: dict[str, Any] | str, data: Any, doc: Document, base: JsonPath = ()
+) -> Iterator[tuple[JsonPath, str]]:
+    """Every schema error of `data` as (path, message), messages made plain.
+
+    `schema_` is a kind's name or a schema of its own (a service type's
+    options); `base` prefixes paths when `data` sits inside a larger file.
+    """
+    checker = (
+        validator(schema_)
+        if isinstance(schema_, str)
+        else Draft202012Validator(schema_)
+    )
+    for error in checker.iter_errors(data):
+        yield from _explain(error, doc, base)
+
+
+def _explain(
+    error: ValidationError, doc: Document, base: JsonPath
+) -> Iterator[tuple[JsonPath, str]]:
+    path = base + tuple(error.absolute_path)
+    value = error.instance
+    if error.validator == "additionalProperties" and isinstance(value, dict):
+        known = sorted(error.schema.get("properties", {}))
+        for key in value:
+            if key not in known:
+                hint = f"; known fields: {', '.join(known)}" if known else ""
+                yield path + (key,), f"unknown field {key!r}{hint}"
+        return
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else "?"
+        yield path, f"missing required field {missing!r}"
+        return
+    if error.validator == "type":
+        expected = error.validator_value
+        names = expected if isinstance(expected, list) else [expected]
+        message = f"expected {' or '.join(names)}, got {describe(value)}"
+        text = doc.plain_text.get(path)
+        if "string" in names and text is not None:
+            message += f"; quote this value: '{text}'"
+        yield path, message
+        return
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        # Name the alternatives' own complaints rather than the whole value.
+        reasons = sorted({sub.message for sub in error.context})
+        yield path, "matches none of the allowed forms: " + "; ".join(reasons)
+        return
+    yield path, error.message

@@ -1,0 +1,226 @@
+"""Strict, safe reading of one YAML state file.
+
+PyYAML composes the document (never constructs arbitrary objects); this
+module then turns the node graph into plain data by its own rules:
+
+- only `true`/`false` are booleans, only plain decimal numbers are numbers;
+- a plain scalar that YAML 1.1 would silently turn into something else
+  (`no`, `on`, `0755`, `1:20`, `2024-01-01`, `.inf`) is an error that asks to
+  quote the value, whatever the field;
+- explicit tags other than `!!str` are refused, so are merge keys;
+- a key given twice is an error naming both lines;
+- aliases and the size of the expanded document are bounded.
+
+Every value keeps the line it came from, so that errors can point at it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_ALIASES = 100
+MAX_NODES = 100_000
+
+JsonPath = tuple[str | int, ...]
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_PLAIN_TAG = "tag:cxengage:plain"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_NULL = {"", "~", "null", "Null", "NULL"}
+_TRUE = {"true", "True", "TRUE"}
+_FALSE = {"false", "False", "FALSE"}
+
+
+class YamlProblem(Exception):
+    """A file that cannot be read as state, with the line it went wrong on."""
+
+    def __init__(self, line: int, message: str, path: JsonPath = ()):
+        super().__init__(message)
+        self.line = line
+        self.message = message
+        self.path = path
+
+
+@dataclass
+class Document:
+    """The data of one file and the line of every value and key in it."""
+
+    data: Any
+    lines: dict[JsonPath, int] = field(default_factory=dict)
+    # The source text of plain scalars that became numbers, for messages
+    # such as "quote this value" when a string was meant.
+    plain_text: dict[JsonPath, str] = field(default_factory=dict)
+
+    def line_of(self, path: JsonPath) -> int:
+        """The line of the value at `path`, or of its nearest ancestor."""
+        while path not in self.lines and path:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+
+class _Loader(yaml.SafeLoader):
+    """A composer that counts aliases and leaves plain scalars unresolved."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.alias_count = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.alias_count += 1
+            if self.alias_count > MAX_ALIASES:
+                event = self.peek_event()
+                raise YamlProblem(
+                    event.start_mark.line + 1,
+                    f"more than {MAX_ALIASES} aliases; write the values out",
+                )
+        return super().compose_node(parent, index)
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is yaml.ScalarNode and implicit[0]:
+            return _PLAIN_TAG
+        return super().resolve(kind, value, implicit)
+
+
+def _looks_like_yaml11(text: str) -> bool:
+    """True when YAML 1.1 would read this plain scalar as a non-string."""
+    resolved = yaml.SafeLoader.resolve(
+        yaml.SafeLoader, yaml.ScalarNode, text, (True, False)
+    )
+    return resolved != _STR_TAG
+
+
+class _Converter:
+    def __init__(self) -> None:
+        self.doc = Document(data=None)
+        self.count = 0
+
+    def convert(self, node: yaml.Node, path: JsonPath) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise YamlProblem(
+                node.start_mark.line + 1,
+                f"the document expands to more than {MAX_NODES} values",
+            )
+        self.doc.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ_TAG:
+                raise self._tag_error(node, path)
+            return [
+                self.convert(item, path + (i,)) for i, item in enumerate(node.value)
+            ]
+        return self._scalar(node, path)
+
+    def _tag_error(self, node: yaml.Node, path: JsonPath) -> YamlProblem:
+        return YamlProblem(
+            node.start_mark.line + 1,
+            f"the tag {node.tag!r} is not allowed; state files hold plain data",
+            path,
+        )
+
+    def _mapping(self, node: yaml.MappingNode, path: JsonPath) -> dict[str, Any]:
+        if node.tag != _MAP_TAG:
+            raise self._tag_error(node, path)
+        result: dict[str, Any] = {}
+        key_lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if key_node.tag == "tag:yaml.org,2002:merge" or (
+                key_node.tag == _PLAIN_TAG and key_node.value == "<<"
+            ):
+                raise YamlProblem(line, "merge keys (<<) are not supported", path)
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in (
+                _PLAIN_TAG,
+                _STR_TAG,
+            ):
+                raise YamlProblem(line, "keys must be plain strings", path)
+            key = key_node.value
+            if key in key_lines:
+                raise YamlProblem(
+                    line,
+                    f"duplicate key {key!r} (first on line {key_lines[key]})",
+                    path,
+                )
+            key_lines[key] = line
+            self.doc.lines[path + (key,)] = line
+            result[key] = self.convert(value_node, path + (key,))
+        return result
+
+    def _scalar(self, node: yaml.ScalarNode, path: JsonPath) -> Any:
+        if node.tag == _STR_TAG:
+            return node.value
+        if node.tag != _PLAIN_TAG:
+            raise self._tag_error(node, path)
+        text = node.value
+        if text in _NULL:
+            return None
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        if _INT.fullmatch(text):
+            self.doc.plain_text[path] = text
+            return int(text)
+        if _FLOAT.fullmatch(text):
+            self.doc.plain_text[path] = text
+            return float(text)
+        if _looks_like_yaml11(text):
+            raise YamlProblem(
+                node.start_mark.line + 1,
+                f"{text!r} is ambiguous in YAML (it may be read as a boolean, "
+                "number or date); quote this value, or write true/false",
+                path,
+            )
+        return text
+
+
+def parse(text: str) -> Document:
+    """Parse one YAML document strictly; raise YamlProblem on any fault."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark else 1
+        raise YamlProblem(line, f"invalid YAML: {error.problem}") from None
+    except yaml.YAMLError as error:
+        raise YamlProblem(1, f"invalid YAML: {error}") from None
+    finally:
+        loader.dispose()
+    converter = _Converter()
+    if node is not None:
+        converter.doc.data = converter.convert(node, ())
+    return converter.doc
+
+
+def read(path: Path) -> Document:
+    """Read and parse one state file, refusing oversized or non-UTF-8 files."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise YamlProblem(
+                1,
+                f"the file is {size} bytes; state files are limited to "
+                f"{MAX_FILE_BYTES} bytes",
+            )
+        raw = path.read_bytes()
+    except OSError as error:
+        raise YamlProblem(1, f"cannot read the file: {error.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise YamlProblem(line, "the file is not valid UTF-8") from None
+    return parse(text)

@@ -1,0 +1,1 @@
+"""JSON Schemas of the state's kinds, installed as package data of `reconciler`."""

@@ -1,0 +1,184 @@
+"""Loading and validating the state: every problem found, located, worded."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from reconciler.errors import StateError
+from reconciler.state import load
+from reconciler.yamlio import MAX_FILE_BYTES
+
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
+PLATFORM = Path(__file__).resolve().parent.parent / "examples" / "platform"
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    target = tmp_path / "state"
+    shutil.copytree(DEMO, target)
+    return target
+
+
+def problems_of(root: Path) -> list[str]:
+    with pytest.raises(StateError) as caught:
+        load(root)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_the_bundled_examples_are_valid():
+    assert load(DEMO).of("node")
+    assert len(load(PLATFORM).of("node")) == 4
+
+
+TENANT = "tenants/globex.yaml"
+
+BAD_FILES = {
+    "broken YAML": (TENANT, "id: globex\nname: [unclosed\n", "invalid YAML"),
+    "a duplicate key names both lines": (
+        TENANT,
+        "id: globex\nname: A\nname: B\n",
+        "tenants/globex.yaml:3: $: duplicate key 'name' (first on line 2)",
+    ),
+    "an id that differs from the file name": (
+        TENANT,
+        "id: other\nname: A\n",
+        "tenants/globex.yaml:1: $.id: id 'other' differs from the file name",
+    ),
+    "an id that climbs out of its folder": (
+        TENANT,
+        "id: ../x\nname: A\n",
+        "$.id: id '../x' differs from the file name",
+    ),
+    "an unknown field": (
+        TENANT,
+        "id: globex\nname: A\ncolour: red\n",
+        "tenants/globex.yaml:3: $.colour: unknown field 'colour'",
+    ),
+    "a missing required field": (
+        TENANT,
+        "id: globex\nrate-limit: 5\n",
+        "tenants/globex.yaml:1: $: missing required field 'name'",
+    ),
+    "an unquoted no": (TENANT, "id: globex\nname: no\n", "quote this value"),
+    "an unquoted on": (TENANT, "id: globex\nname: on\n", "quote this value"),
+    "an octal-looking number": (TENANT, "id: globex\nname: 0755\n", "quote this value"),
+    "a version number in a string field": (
+        TENANT,
+        "id: globex\nname: 1.20\n",
+        "tenants/globex.yaml:2: $.name: expected string, got a number 1.2; "
+        "quote this value: '1.20'",
+    ),
+    "an unquoted date": (TENANT, "id: globex\nname: 2024-01-31\n", "quote this value"),
+    "a Python tag": (
+        TENANT,
+        "id: globex\nname: !!python/object/apply:os.system [ls]\n",
+        "is not allowed",
+    ),
+    "a missing instance": (
+        TENANT,
+        "id: globex\nname: G\ninstance: IN9\n",
+        "tenants/globex.yaml:3: $.instance: instance 'IN9' does not exist "
+        "(no instances/IN9.yaml)",
+    ),
+    "a missing integration": (
+        TENANT,
+        "id: globex\nname: G\nintegrations: [nope]\n",
+        "$.integrations[0]: integration 'nope' does not exist",
+    ),
+    "a user of a missing tenant": (
+        "users/dan@example.com.yaml",
+        "email: dan@example.com\nname: Dan\ntenants: [ghost]\n",
+        "users/dan@example.com.yaml:3: $.tenants[0]: tenant 'ghost' does not exist",
+    ),
+    "a process on a node of another instance": (
+        "processes/00000000-0000-4000-8000-000000000001.yaml",
+        "instance: IN1\nservice: SV1\nnode: ND7\n",
+        "$.node: node 'ND7' does not exist in instance IN1",
+    ),
+    "a downstream service that does not exist": (
+        "instances/IN1/services/SV9.yaml",
+        "name: X\ntype: config-web\noptions: {port: 1, downstream: SV8}\n",
+        "$.options.downstream: service 'SV8' does not exist in instance IN1",
+    ),
+    "a folder that is no kind": (
+        "patterns/p1.yaml",
+        "id: p1\n",
+        "unknown folder 'patterns'",
+    ),
+    "a YAML file with the wrong suffix": (
+        "tenants/other.yml",
+        "id: other\nname: O\n",
+        "tenants/other.yml:1: $: unexpected file in tenants/",
+    ),
+    "a service whose type is unknown": (
+        "instances/IN1/services/SV9.yaml",
+        "name: X\ntype: nothing-like-it\n",
+        "$.type: service-type 'nothing-like-it' does not exist",
+    ),
+    "a service missing an option its command needs": (
+        "instances/IN1/services/SV9.yaml",
+        "name: X\ntype: config-web\n",
+        "$.options",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_bad_input_is_reported_with_file_line_and_path(state: Path, case: str):
+    relative, text, expected = BAD_FILES[case]
+    path = state / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    found = problems_of(state)
+    assert any(expected in problem for problem in found), found
+
+
+def test_every_problem_is_reported_at_once_and_sorted(state: Path):
+    (state / "tenants/globex.yaml").write_text("id: globex\nname: no\n")
+    (state / "tenants/acme.yaml").write_text("id: acme\nname: A\nextra: 1\n")
+    found = problems_of(state)
+    assert len(found) >= 2
+    assert found == sorted(found)
+    assert found[0].startswith("tenants/acme.yaml:3: $.extra")
+
+
+def test_an_oversized_file_is_refused(state: Path):
+    path = state / "tenants/globex.yaml"
+    path.write_text("id: globex\nname: G\n# " + "x" * MAX_FILE_BYTES + "\n")
+    assert any("limited to" in problem for problem in problems_of(state))
+
+
+def test_an_alias_bomb_is_refused(state: Path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 12):
+        refs = ", ".join([f"*a{i - 1}"] * 10)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    (state / "tenants/globex.yaml").write_text("\n".join(lines) + "\n")
+    assert any("aliases" in problem for problem in problems_of(state))
+
+
+def test_an_unreadable_file_is_reported(state: Path):
+    # A dangling link cannot be read by anyone, root included.
+    path = state / "tenants/globex.yaml"
+    path.unlink()
+    path.symlink_to(state / "nowhere.yaml")
+    assert (
+        "tenants/globex.yaml:1: $: cannot read the file: No such file or directory"
+        in (problems_of(state))
+    )
+
+
+def test_a_file_that_is_not_utf8_is_reported(state: Path):
+    (state / "tenants/globex.yaml").write_bytes(b"id: globex\nname: \xff\n")
+    assert "tenants/globex.yaml:2: $: the file is not valid UTF-8" in problems_of(state)
+
+
+def test_defaults_are_filled_and_ids_come_from_file_names(state: Path):
+    (state / "tenants/globex.yaml").write_text("name: G\n")
+    loaded = load(state)
+    tenant = loaded.get("tenant", "globex")
+    assert tenant.data["id"] == "globex"
+    assert tenant.data["rate-limit"] == 100
