@@ -80,7 +80,7 @@ def validate(state: Path) -> None:
     """
     try:
         loaded = load(state)
-        render(loaded)
+        render(loaded, secrets=False)
     except StateNotFound as error:
         raise click.BadParameter(str(error), param_hint="'STATE'") from None
     except StateError as error:

@@ -26,7 +26,7 @@ class StateError(ReconcileError):
     """The state repository is invalid; every problem found is attached."""
 
     def __init__(self, problems: list[Problem]):
-        self.problems = sorted(problems)
+        self.problems = sorted(set(problems))
         count = len(self.problems)
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"the state has {count} {noun}")

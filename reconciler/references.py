@@ -53,11 +53,11 @@ def _tenants(state: State) -> Iterator[Problem]:
     for tenant in state.of("tenant").values():
         data = tenant.data
         instance = data.get("instance")
-        if instance is not None and state.get("instance", instance) is None:
+        if instance is not None and not state.exists("instance", instance):
             yield _at(tenant, ("instance",), _missing("instance", instance))
         used = data.get("integrations", [])
         for i, integration in enumerate(used):
-            if state.get("integration", integration) is None:
+            if not state.exists("integration", integration):
                 yield _at(
                     tenant, ("integrations", i), _missing("integration", integration)
                 )
@@ -112,7 +112,7 @@ def secret_params(integration: dict) -> set[str]:
 def _users(state: State) -> Iterator[Problem]:
     for user in state.of("user").values():
         for i, tenant in enumerate(user.data.get("tenants", [])):
-            if state.get("tenant", tenant) is None:
+            if not state.exists("tenant", tenant):
                 yield _at(user, ("tenants", i), _missing("tenant", tenant))
 
 
@@ -132,7 +132,7 @@ def _services(state: State) -> Iterator[Problem]:
         options = service.data.get("options", {})
         downstream = options.get("downstream")
         if downstream is not None:
-            if state.get("service", f"{service.instance}/{downstream}") is None:
+            if not state.exists("service", f"{service.instance}/{downstream}"):
                 yield _at(
                     service,
                     ("options", "downstream"),
@@ -143,7 +143,8 @@ def _services(state: State) -> Iterator[Problem]:
         kind = service.data["type"]
         service_type = state.get("service-type", kind)
         if service_type is None:
-            yield _at(service, ("type",), _missing("service-type", kind))
+            if not state.exists("service-type", kind):
+                yield _at(service, ("type",), _missing("service-type", kind))
             continue
         options_schema = service_type.data.get("options", {})
         for path, message in schemas.errors(
@@ -209,12 +210,12 @@ def _processes(state: State) -> Iterator[Problem]:
     for process in state.of("process").values():
         data = process.data
         instance = data["instance"]
-        if state.get("instance", instance) is None:
+        if not state.exists("instance", instance):
             yield _at(process, ("instance",), _missing("instance", instance))
             continue
         for kind, folder in (("service", "services"), ("node", "nodes")):
             key = f"{instance}/{data[kind]}"
-            if state.get(kind, key) is None:
+            if not state.exists(kind, key):
                 elsewhere = [
                     obj.instance
                     for obj in state.of(kind).values()

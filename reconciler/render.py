@@ -87,7 +87,7 @@ def node_python(node: dict[str, Any]) -> str:
 
 
 class _Renderer:
-    def __init__(self, state: State, environ: dict[str, str]):
+    def __init__(self, state: State, environ: dict[str, str] | None):
         self.state = state
         self.environ = environ
         self.problems: list[Problem] = []
@@ -97,6 +97,8 @@ class _Renderer:
         if not isinstance(value, dict):
             return value
         name = value["env"]
+        if self.environ is None:
+            return f"(from environment variable {name})"
         if name not in self.environ:
             self.problems.append(
                 Problem(
@@ -251,10 +253,19 @@ def _matching(patterns: Iterable[str], files: dict[str, bytes]) -> tuple[str, ..
 
 
 def render(
-    state: State, environ: dict[str, str] | None = None
+    state: State, environ: dict[str, str] | None = None, secrets: bool = True
 ) -> dict[str, DesiredNode]:
-    """Desired files and processes of every node, keyed `IN1/ND1`."""
-    renderer = _Renderer(state, dict(os.environ if environ is None else environ))
+    """Desired files and processes of every node, keyed `IN1/ND1`.
+
+    Secrets written as `{env: NAME}` come from `environ` (default: this
+    process's environment). With `secrets=False` they are left unresolved,
+    as `validate` does: a state can be checked where its secrets are not.
+    """
+    if not secrets:
+        environ = None
+    elif environ is None:
+        environ = dict(os.environ)
+    renderer = _Renderer(state, environ)
     nodes = {key: renderer.node(node) for key, node in sorted(state.of("node").items())}
     if renderer.problems:
         raise StateError(renderer.problems)

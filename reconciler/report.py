@@ -27,6 +27,8 @@ def diff(desired: DesiredNode, step: FileStep) -> list[str]:
     old = masked(desired, step.path, step.old).splitlines(keepends=False)
     new_text = (step.new or b"").decode("utf-8", errors="replace")
     new = masked(desired, step.path, new_text).splitlines(keepends=False)
+    if old == new:
+        return ["(only sensitive values differ)"]
     lines = list(
         difflib.unified_diff(
             old,

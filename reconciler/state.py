@@ -71,8 +71,15 @@ class State:
     def of(self, kind: str) -> dict[str, StateObject]:
         return self.objects[kind]
 
+    # Objects whose file exists but is invalid: references to them are not
+    # reported again as missing.
+    broken: set[tuple[str, str]] = field(default_factory=set)
+
     def get(self, kind: str, key: str) -> StateObject | None:
         return self.objects[kind].get(key)
+
+    def exists(self, kind: str, key: str) -> bool:
+        return key in self.objects[kind] or (kind, key) in self.broken
 
     def add(self, obj: StateObject) -> None:
         self.objects[obj.kind][obj.key] = obj
@@ -154,6 +161,8 @@ class _Reader:
 
     def read_object(self, path: Path, kind: str, instance: str | None) -> None:
         file = self.rel(path)
+        name = path.name[: -len(SUFFIX)]
+        self.state.broken.add((kind, f"{instance}/{name}" if instance else name))
         try:
             doc = read(path)
         except YamlProblem as error:
@@ -169,7 +178,6 @@ class _Reader:
             return
 
         id_field = schemas.ID_FIELD[kind]
-        name = path.name[: -len(SUFFIX)]
         data = dict(doc.data)
         given = data.setdefault(id_field, name)
         if given != name:
@@ -190,7 +198,9 @@ class _Reader:
                 file, doc.line_of(json_path), schemas.json_path(json_path), message
             )
         if not found:
-            self.state.add(StateObject(kind, name, data, file, doc, instance))
+            obj = StateObject(kind, name, data, file, doc, instance)
+            self.state.add(obj)
+            self.state.broken.discard((kind, obj.key))
 
 
 def load(root: Path | str) -> State:
@@ -208,7 +218,7 @@ def load(root: Path | str) -> State:
     # Nested objects whose instance file is missing are reported once each.
     for kind in NESTED_FOLDERS.values():
         for obj in reader.state.of(kind).values():
-            if obj.instance not in reader.state.of("instance"):
+            if not reader.state.exists("instance", obj.instance):
                 reader.problem(
                     obj.file,
                     1,

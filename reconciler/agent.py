@@ -1,0 +1,526 @@
+"""The agent: the program that runs on a node and does what the controller asks.
+
+The controller sends this module's source on stdin and runs it with BOOTSTRAP.
+It must stay standalone: stdlib only at import time, Python 3.8 or newer, and
+nothing imported from the `reconciler` package. Two requests exist: "facts"
+(read the manifest, the managed files and the processes) and "apply" (write and
+delete files, drive the process manager, then write the manifest).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import xmlrpc.client
+from http.client import HTTPException
+
+# The constant program given to `python -c`: it reads {"agent", "request"} from
+# stdin, runs the agent and prints its answer. Anything the agent prints goes
+# to stderr, so stdout carries the answer only.
+BOOTSTRAP = (
+    "import json,sys;"
+    "d=json.load(sys.stdin);"
+    'g={"__name__":"reconcile_agent"};'
+    'exec(compile(d["agent"],"reconcile_agent","exec"),g);'
+    "o=sys.stdout;sys.stdout=sys.stderr;"
+    'o.write(json.dumps(g["main"](d["request"])));o.flush()'
+)
+
+MANIFEST = ".reconcile/manifest.json"
+CONTENT_LIMIT = 256 * 1024
+SUPERVISOR_START_TIMEOUT = 15.0
+PROCESS_WAIT_TIMEOUT = 30.0
+POLL_INTERVAL = 0.1
+DOWN_STATES = ("STOPPED", "EXITED", "FATAL")
+FAILED_STATES = ("STOPPED", "EXITED", "FATAL", "BACKOFF")
+
+
+class AgentError(Exception):
+    """A request the agent refuses or could not carry out."""
+
+
+def agent_source() -> str:
+    """Return this module's source, as sent to nodes."""
+    with open(__file__, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def main(request: dict) -> dict:
+    """Answer one request; never raises."""
+    done: list = []
+    try:
+        op = request.get("op")
+        if op == "facts":
+            return facts(request)
+        if op == "apply":
+            return apply(request, done)
+        raise AgentError(f"unknown op {op!r}")
+    except AgentError as error:
+        return {"ok": False, "error": str(error), "done": done}
+    except Exception as error:  # the answer must reach the controller
+        message = f"{type(error).__name__}: {error}"
+        return {"ok": False, "error": message, "done": done}
+
+
+# Paths: every path in a request is relative to root and must stay inside it.
+
+
+def real_root(request: dict) -> str:
+    root = request.get("root")
+    if not isinstance(root, str) or not os.path.isabs(root):
+        raise AgentError(f"root must be an absolute path, got {root!r}")
+    return os.path.realpath(root)
+
+
+def is_inside(root: str, path: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def checked_path(root: str, rel: object) -> str:
+    """Return root/rel after refusing anything that could lead out of root."""
+    if not isinstance(rel, str) or not rel or "\0" in rel or rel.startswith("/"):
+        raise AgentError(f"refused path {rel!r}: not a relative path")
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        raise AgentError(f"refused path {rel!r}: empty, '.' or '..' part")
+    path = os.path.join(root, rel)
+    directory = os.path.dirname(path)
+    while directory != root and not os.path.lexists(directory):
+        directory = os.path.dirname(directory)
+    if not is_inside(root, os.path.realpath(directory)):
+        raise AgentError(f"refused path {rel!r}: a symlink leads outside root")
+    return path
+
+
+def make_dirs(root: str, directory: str) -> None:
+    """Create directory and its missing parents (0755); it must end in root."""
+    missing = []
+    existing = directory
+    while not os.path.lexists(existing):
+        missing.append(existing)
+        existing = os.path.dirname(existing)
+    if is_inside(root, existing) and not is_inside(root, os.path.realpath(existing)):
+        raise AgentError(f"refused {existing!r}: a symlink leads outside root")
+    for path in reversed(missing):
+        os.mkdir(path, 0o755)
+        os.chmod(path, 0o755)
+    if not is_inside(root, os.path.realpath(directory)):
+        raise AgentError(f"refused {directory!r}: it is outside root")
+
+
+def write_atomic(root: str, path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write data to path through a temporary file in the same directory."""
+    directory = os.path.dirname(path)
+    make_dirs(root, directory)
+    name = os.path.basename(path)
+    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.lexists(temp):
+            os.unlink(temp)
+        raise
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_manifest(root: str) -> dict | None:
+    path = os.path.join(root, MANIFEST)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except ValueError as error:
+        raise AgentError(f"the manifest {path} is not valid JSON: {error}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise AgentError(f"the manifest {path} has no 'files' object")
+    return manifest
+
+
+def file_fact(root: str, rel: str, expected: str | None) -> dict | None:
+    path = checked_path(root, rel)
+    if not os.path.lexists(path):
+        return None
+    if not is_inside(root, os.path.realpath(path)):
+        raise AgentError(f"refused path {rel!r}: a symlink leads outside root")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    fact = {"sha256": hashlib.sha256(data).hexdigest()}
+    if fact["sha256"] != expected and len(data) <= CONTENT_LIMIT:
+        try:
+            fact["content"] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return fact
+
+
+def log_tail(root: str, ident: str, lines: int = 10) -> str:
+    path = os.path.join(root, "log", f"{ident}.log")
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 4096))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return f"(no log at {path})"
+    return f"last lines of {path}:\n" + "\n".join(text.splitlines()[-lines:])
+
+
+# The two requests.
+
+
+def facts(request: dict) -> dict:
+    root = real_root(request)
+    manifest = read_manifest(root)
+    expect = request.get("expect") or {}
+    paths = set(expect) | set(manifest["files"] if manifest else ())
+    files = {rel: file_fact(root, rel, expect.get(rel)) for rel in sorted(paths)}
+    manager = make_manager(request, root)
+    running = manager.running()
+    processes = manager.states(request.get("processes") or []) if running else {}
+    return {
+        "ok": True,
+        "manifest": manifest,
+        "files": files,
+        "supervisor": {"running": running},
+        "processes": processes,
+    }
+
+
+def apply(request: dict, done: list) -> dict:
+    root = real_root(request)
+    manifest = request.get("manifest")
+    if not isinstance(manifest, dict):
+        raise AgentError("apply needs a manifest object")
+    current = read_manifest(root) or {"files": {}}
+    writes = [planned_write(root, item) for item in request.get("write") or []]
+    deletes = [
+        planned_delete(root, rel, current) for rel in request.get("delete") or []
+    ]
+    actions = request.get("processes") or []
+    for action in actions:
+        if action.get("action") not in ("start", "stop", "restart", "remove"):
+            raise AgentError(f"unknown process action in {action!r}")
+    manager = make_manager(request, root)
+
+    # Everything was checked above; from here on each step is recorded in done.
+    for rel, path, data, mode in writes:
+        write_atomic(root, path, data, mode)
+        done.append(f"wrote {rel}")
+    manager.before_delete(actions, done)
+    for rel, path in deletes:
+        if os.path.lexists(path):
+            os.unlink(path)
+        done.append(f"deleted {rel}")
+
+    changed = [write[0] for write in writes] + [delete[0] for delete in deletes]
+    desired = request.get("desired_running") or []
+    processes = manager.apply(actions, desired, changed, current, done)
+    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    write_atomic(root, os.path.join(root, MANIFEST), data)
+    done.append("wrote manifest")
+    return {"ok": True, "processes": processes}
+
+
+def planned_write(root: str, item: dict) -> tuple:
+    rel = item.get("path")
+    path = checked_path(root, rel)
+    try:
+        data = base64.b64decode(item.get("content_b64") or "", validate=True)
+    except ValueError:
+        raise AgentError(f"content_b64 of {rel!r} is not base64") from None
+    mode = item.get("mode", 0o644)
+    if not isinstance(mode, int) or not 0 <= mode <= 0o777:
+        raise AgentError(f"mode of {rel!r} must be an integer from 0 to 0o777")
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise AgentError(f"cannot write {rel!r}: it is a directory")
+    return rel, path, data, mode
+
+
+def planned_delete(root: str, rel: str, current: dict) -> tuple:
+    path = checked_path(root, rel)
+    if rel not in current["files"]:
+        raise AgentError(f"refused to delete {rel!r}: it is not in the manifest")
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise AgentError(f"refused to delete {rel!r}: it is a directory")
+    return rel, path
+
+
+def make_manager(request: dict, root: str) -> Supervisord | Systemd:
+    name = request.get("manager", "supervisord")
+    if name == "supervisord":
+        return Supervisord(root, request.get("python") or sys.executable)
+    if name == "systemd":
+        return Systemd(root)
+    raise AgentError(f"unknown process manager {name!r}")
+
+
+def wait_until(check, timeout: float):
+    """Call check() every poll interval until it returns non-None, bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result is not None or time.monotonic() >= deadline:
+            return result
+        time.sleep(POLL_INTERVAL)
+
+
+def wait_running(manager, desired: list) -> None:
+    """Wait until every desired process is RUNNING; fail fast on a failed one."""
+
+    def check():
+        states = manager.states(desired)
+        for ident in desired:
+            state = states.get(ident, {}).get("state")
+            if state is None:
+                raise AgentError(f"process {ident} is unknown to {manager.name}")
+            if state in FAILED_STATES:
+                tail = log_tail(manager.root, ident)
+                raise AgentError(f"process {ident} is {state}, not RUNNING; {tail}")
+        return True if all(states[i]["state"] == "RUNNING" for i in desired) else None
+
+    if not wait_until(check, PROCESS_WAIT_TIMEOUT):
+        names = ", ".join(desired)
+        raise AgentError(f"not RUNNING after {PROCESS_WAIT_TIMEOUT:.0f} s: {names}")
+
+
+# supervisord: one per root, driven over XML-RPC on its unix socket.
+
+
+class Supervisord:
+    name = "supervisord"
+
+    def __init__(self, root: str, python: str):
+        self.root = root
+        self.python = python
+        self.conf = os.path.join(root, "supervisor", "supervisord.conf")
+        self.socket = os.path.join(root, "run", "supervisor.sock")
+
+    def rpc(self):
+        from supervisor.xmlrpc import SupervisorTransport
+
+        transport = SupervisorTransport(None, None, "unix://" + self.socket)
+        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        return proxy.supervisor
+
+    def running(self) -> bool:
+        if not os.path.exists(self.socket):
+            return False
+        try:
+            return self.rpc().getState()["statename"] == "RUNNING"
+        except (OSError, HTTPException, xmlrpc.client.Error):
+            return False
+
+    def states(self, requested: list) -> dict:
+        """Every program this supervisord knows (it serves this root only)."""
+        infos = self.rpc().getAllProcessInfo()
+        return {
+            info["group"]: {"state": info["statename"], "pid": info["pid"] or None}
+            for info in sorted(infos, key=lambda info: info["group"])
+        }
+
+    def start(self) -> None:
+        if not os.path.isfile(self.conf):
+            raise AgentError(f"cannot start supervisord: {self.conf} is missing")
+        for name in ("run", "log"):
+            make_dirs(self.root, os.path.join(self.root, name))
+        command = [self.python, "-m", "supervisor.supervisord", "-c", self.conf]
+        with tempfile.TemporaryFile() as errors:
+            # No standard stream of the daemon may be one of ours: an SSH
+            # channel stays open as long as any process holds it.
+            child = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                cwd=self.root,
+                start_new_session=True,
+            )
+
+            def ready():
+                if self.running():
+                    return True
+                if child.poll() not in (None, 0):
+                    errors.seek(0)
+                    text = errors.read().decode("utf-8", "replace").strip()[-2000:]
+                    status = child.returncode
+                    raise AgentError(f"supervisord exited with status {status}: {text}")
+                return None
+
+            if not wait_until(ready, SUPERVISOR_START_TIMEOUT):
+                raise AgentError(
+                    f"supervisord did not answer on {self.socket} "
+                    f"within {SUPERVISOR_START_TIMEOUT:.0f} s"
+                )
+            child.poll()
+
+    def before_delete(self, actions: list, done: list) -> None:
+        """Nothing to do: reloadConfig notices removed programs."""
+
+    def apply(self, actions, desired, changed, current, done) -> dict:
+        running = self.running()
+        if not running and not (actions or desired):
+            return {}
+        if not running:
+            self.start()
+            done.append("started supervisord")
+        rpc = self.rpc()
+        fresh = self.reload(rpc, done)
+        for action in actions:
+            self.act(rpc, action["id"], action["action"], fresh)
+            done.append(f"{action['action']} {action['id']}")
+
+        # A process desired running is started when it is down for any reason
+        # (drift, or just added with autostart off).
+        states = self.states(desired)
+        for ident in desired:
+            if states.get(ident, {}).get("state") in DOWN_STATES:
+                self.call(rpc, "startProcess", ident, False)
+        wait_running(self, desired)
+        return self.states(desired)
+
+    def reload(self, rpc, done: list) -> set:
+        """Apply changed program files; return the groups (re)added."""
+        added, changed, removed = rpc.reloadConfig()[0]
+        for name in removed + changed:
+            self.call(rpc, "stopProcessGroup", name)
+            self.call(rpc, "removeProcessGroup", name)
+        for name in changed + added:
+            rpc.addProcessGroup(name)
+        done.extend(f"reloaded {name}" for name in removed + changed + added)
+        return set(added) | set(changed)
+
+    def act(self, rpc, ident: str, action: str, fresh: set) -> None:
+        state = self.states([]).get(ident, {}).get("state")
+        if action == "start" and state != "RUNNING":
+            self.call(rpc, "startProcess", ident, False)
+        elif action == "restart" and ident not in fresh:
+            self.call(rpc, "stopProcess", ident)
+            self.call(rpc, "startProcess", ident, False)
+        elif action == "stop" and state is not None:
+            self.call(rpc, "stopProcess", ident)
+        elif action == "remove" and state is not None:
+            self.call(rpc, "stopProcessGroup", ident)
+            self.call(rpc, "removeProcessGroup", ident)
+
+    @staticmethod
+    def call(rpc, method: str, *args) -> None:
+        """Call an RPC method, ignoring the faults that mean 'already so'."""
+        from supervisor.xmlrpc import Faults
+
+        harmless = (Faults.ALREADY_STARTED, Faults.NOT_RUNNING, Faults.BAD_NAME)
+        try:
+            getattr(rpc, method)(*args)
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode not in harmless:
+                message = f"supervisord {method}{args!r} failed: {fault.faultString}"
+                raise AgentError(message) from None
+
+
+# systemd: one unit per process, driven with the systemctl program.
+
+
+SYSTEMD_STATES = {"active": "RUNNING", "activating": "STARTING", "failed": "FATAL"}
+
+
+class Systemd:
+    name = "systemd"
+
+    def __init__(self, root: str):
+        self.root = root
+
+    @staticmethod
+    def unit(ident: str) -> str:
+        return f"cxengage-{ident}.service"
+
+    @staticmethod
+    def systemctl(*args: str) -> str:
+        try:
+            result = subprocess.run(
+                ["systemctl", *args], capture_output=True, text=True, timeout=120
+            )
+        except FileNotFoundError:
+            raise AgentError("systemctl is not installed on this node") from None
+        if result.returncode != 0:
+            text = result.stderr.strip()[-2000:]
+            command = " ".join(args)
+            status = result.returncode
+            raise AgentError(f"systemctl {command} failed (status {status}): {text}")
+        return result.stdout
+
+    def running(self) -> bool:
+        return True
+
+    def show(self, ident: str) -> dict | None:
+        properties = ["-p", "ActiveState", "-p", "MainPID", "-p", "LoadState"]
+        output = self.systemctl("show", *properties, self.unit(ident))
+        values = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+        if values.get("LoadState") == "not-found":
+            return None
+        state = SYSTEMD_STATES.get(values.get("ActiveState"), "STOPPED")
+        return {"state": state, "pid": int(values.get("MainPID") or 0) or None}
+
+    def states(self, requested: list) -> dict:
+        """The requested units and every unit file under root, when loaded."""
+        directory = os.path.join(self.root, "systemd")
+        names = os.listdir(directory) if os.path.isdir(directory) else []
+        idents = set(requested)
+        for name in names:
+            if name.startswith("cxengage-") and name.endswith(".service"):
+                idents.add(name[len("cxengage-") : -len(".service")])
+        shown = {ident: self.show(ident) for ident in sorted(idents)}
+        return {ident: state for ident, state in shown.items() if state is not None}
+
+    def before_delete(self, actions: list, done: list) -> None:
+        """Stop and disable removed units while their files still exist."""
+        for action in actions:
+            if action["action"] == "remove":
+                self.systemctl("stop", self.unit(action["id"]))
+                self.systemctl("disable", self.unit(action["id"]))
+                done.append(f"remove {action['id']}")
+
+    def apply(self, actions, desired, changed, current, done) -> dict:
+        units = [
+            p for p in changed if p.startswith("systemd/") and p.endswith(".service")
+        ]
+        for rel in units:
+            path = os.path.join(self.root, rel)
+            if rel not in current["files"] and os.path.exists(path):
+                self.systemctl("link", path)
+                done.append(f"linked {rel}")
+        if units:
+            self.systemctl("daemon-reload")
+            done.append("daemon-reload")
+        for action in actions:
+            if action["action"] != "remove":
+                self.systemctl(action["action"], self.unit(action["id"]))
+                done.append(f"{action['action']} {action['id']}")
+
+        # As with supervisord, a unit desired running is started when down.
+        acted = {action["id"] for action in actions}
+        for ident in desired:
+            if ident not in acted and (self.show(ident) or {}).get("state") in (
+                None,
+                *DOWN_STATES,
+            ):
+                self.systemctl("start", self.unit(ident))
+        wait_running(self, desired)
+        return self.states([action["id"] for action in actions] + list(desired))
+
+
+if __name__ == "__main__":
+    sys.stdout.write(json.dumps(main(json.load(sys.stdin))) + "\n")
