@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ CONTENT_LIMIT = 256 * 1024
 SUPERVISOR_START_TIMEOUT = 15.0
 PROCESS_WAIT_TIMEOUT = 30.0
 POLL_INTERVAL = 0.1
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 DOWN_STATES = ("STOPPED", "EXITED", "FATAL")
 FAILED_STATES = ("STOPPED", "EXITED", "FATAL", "BACKOFF")
 
@@ -97,6 +99,16 @@ def checked_path(root: str, rel: object) -> str:
     return path
 
 
+def checked_ids(idents: object) -> list:
+    """Process ids name files, units and RPC groups: letters, digits, - _ ."""
+    if not isinstance(idents, list):
+        raise AgentError(f"process ids must be a list, got {idents!r}")
+    for ident in idents:
+        if not isinstance(ident, str) or not ID_PATTERN.match(ident):
+            raise AgentError(f"refused process id {ident!r}")
+    return idents
+
+
 def make_dirs(root: str, directory: str) -> None:
     """Create directory and its missing parents (0755); it must end in root."""
     missing = []
@@ -138,7 +150,9 @@ def write_atomic(root: str, path: str, data: bytes, mode: int = 0o644) -> None:
 
 
 def read_manifest(root: str) -> dict | None:
-    path = os.path.join(root, MANIFEST)
+    path = checked_path(root, MANIFEST)
+    if os.path.lexists(path) and not is_inside(root, os.path.realpath(path)):
+        raise AgentError(f"refused {path}: a symlink leads outside root")
     try:
         with open(path, encoding="utf-8") as handle:
             manifest = json.load(handle)
@@ -191,7 +205,8 @@ def facts(request: dict) -> dict:
     files = {rel: file_fact(root, rel, expect.get(rel)) for rel in sorted(paths)}
     manager = make_manager(request, root)
     running = manager.running()
-    processes = manager.states(request.get("processes") or []) if running else {}
+    requested = checked_ids(request.get("processes") or [])
+    processes = manager.states(requested) if running else {}
     return {
         "ok": True,
         "manifest": manifest,
@@ -213,8 +228,10 @@ def apply(request: dict, done: list) -> dict:
     ]
     actions = request.get("processes") or []
     for action in actions:
+        checked_ids([action.get("id")])
         if action.get("action") not in ("start", "stop", "restart", "remove"):
             raise AgentError(f"unknown process action in {action!r}")
+    desired = checked_ids(request.get("desired_running") or [])
     manager = make_manager(request, root)
 
     # Everything was checked above; from here on each step is recorded in done.
@@ -228,7 +245,6 @@ def apply(request: dict, done: list) -> dict:
         done.append(f"deleted {rel}")
 
     changed = [write[0] for write in writes] + [delete[0] for delete in deletes]
-    desired = request.get("desired_running") or []
     processes = manager.apply(actions, desired, changed, current, done)
     data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
     write_atomic(root, os.path.join(root, MANIFEST), data)
@@ -239,6 +255,8 @@ def apply(request: dict, done: list) -> dict:
 def planned_write(root: str, item: dict) -> tuple:
     rel = item.get("path")
     path = checked_path(root, rel)
+    if rel.split("/")[0] == ".reconcile":
+        raise AgentError(f"refused path {rel!r}: .reconcile belongs to the agent")
     try:
         data = base64.b64decode(item.get("content_b64") or "", validate=True)
     except ValueError:

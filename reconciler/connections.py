@@ -138,7 +138,7 @@ class _PayloadRemote(Remote):
     """
 
     def read_our_stdin(self, input_):
-        return input_.read(64 * 1024)
+        return input_.read(256 * 1024)
 
 
 class _UnknownHostKey(paramiko.SSHException):
@@ -283,8 +283,9 @@ class SshConnection:
             return ConnectionFailed(f"{where}: {reason}")
         if isinstance(error, socket.gaierror):
             return ConnectionFailed(f"{where}: no such host")
-        if isinstance(error, TimeoutError):
-            return ConnectionFailed(f"{where}: timed out after {timeout} s")
+        # Paramiko says "No existing session" when the handshake timed out.
+        if isinstance(error, TimeoutError) or str(error) == "No existing session":
+            return ConnectionFailed(f"{where}: no SSH answer within {timeout} s")
         if isinstance(error, ConnectionRefusedError):
             return ConnectionFailed(f"{where}: connection refused")
         if isinstance(error, (paramiko.SSHException, OSError, EOFError)):

@@ -86,6 +86,24 @@ def _totals(results: list[NodeResult]) -> dict[str, int]:
     return totals
 
 
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
+def _changes(totals: dict[str, int], applied: bool) -> str:
+    if applied:
+        files = f"{_files(totals['write'])} written, {totals['delete']} deleted"
+        verbs = {START: "started", RESTART: "restarted", STOP: "stopped"}
+        head = "Applied"
+    else:
+        files = f"{_files(totals['write'])} to write, {totals['delete']} to delete"
+        verbs = {START: "to start", RESTART: "to restart", STOP: "to stop"}
+        head = "Plan"
+    verbs[REMOVE] = "removed" if applied else "to remove"
+    processes = ", ".join(f"{totals[action]} {verb}" for action, verb in verbs.items())
+    return f"{head}: {files}; processes: {processes};"
+
+
 def summary(results: list[NodeResult], applied: bool) -> str:
     totals = _totals(results)
     failed = [r.key for r in results if r.status == FAILED]
@@ -97,13 +115,8 @@ def summary(results: list[NodeResult], applied: bool) -> str:
             "nodes match the state."
         )
     else:
-        verb = "Applied" if applied else "Plan"
-        written = "wrote" if applied else "to write"
-        head = (
-            f"{verb}: {totals['write']} files {written}, {totals['delete']} "
-            f"{'deleted' if applied else 'to delete'}; processes: "
-            f"{totals[START]} start, {totals[RESTART]} restart, {totals[STOP]} stop, "
-            f"{totals[REMOVE]} remove; on {totals['nodes_changed']} of {total} nodes."
+        head = _changes(totals, applied) + (
+            f" on {totals['nodes_changed']} of {total} nodes."
         )
     tail = []
     if skipped:

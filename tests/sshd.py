@@ -146,7 +146,9 @@ class SshNodeFactory:
         """Stop these nodes, end what tests left running there, delete them."""
         for node in nodes:
             node.stop()
-            end_processes_under(node.root)
+        # All nodes' daemons are ended together: each takes a while to stop.
+        end_processes_under([node.root for node in nodes])
+        for node in nodes:
             shutil.rmtree(node.root, ignore_errors=True)
             shutil.rmtree(node.server_dir, ignore_errors=True)
             if node in self.nodes:
@@ -297,17 +299,20 @@ def terminate_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def end_processes_under(root: str) -> None:
-    """End the supervisord a test left under `root`, then any other process
-    whose working directory or command line is under `root`."""
-    pid_file = Path(root) / "run" / "supervisord.pid"
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        pid = None
-    if pid and "supervisord" in cmdline(pid):
-        end_pids([pid])
-    end_pids(pids_under(root))
+def end_processes_under(roots: list[str]) -> None:
+    """End the supervisord tests left under each root, then any other process
+    whose working directory or command line is under one of the roots."""
+    daemons = []
+    for root in roots:
+        pid_file = Path(root) / "run" / "supervisord.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if "supervisord" in cmdline(pid):
+            daemons.append(pid)
+    end_pids(daemons)
+    end_pids([pid for root in roots for pid in pids_under(root)])
 
 
 def pids_under(root: str) -> list[int]:

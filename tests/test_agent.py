@@ -199,9 +199,11 @@ def test_facts_on_an_empty_root_report_nothing_and_no_supervisord(node):
 
 
 def test_facts_on_a_root_that_does_not_exist_yet_report_nothing(node):
-    node.root = os.path.join(node.root, "not", "yet")
-
-    answer = node.facts({"etc/a.json": sha256("{}")})
+    answer = node.call(
+        "facts",
+        root=os.path.join(node.root, "not", "yet"),
+        expect={"etc/a.json": sha256("{}")},
+    )
 
     assert answer["files"] == {"etc/a.json": None}
     assert answer["manifest"] is None
@@ -221,6 +223,15 @@ def test_apply_writes_the_files_and_the_manifest_with_their_hashes(node):
         "etc/instance.json": sha256('{"id": "IN1"}'),
         "a/b/c.json": sha256("[]"),
     }
+
+
+def test_apply_creates_a_root_that_does_not_exist_yet(node):
+    root = os.path.join(node.root, "var", "lib", "cxengage")
+
+    node.apply({"etc/a.json": "{}"}, root=root)
+
+    assert Path(root, "etc/a.json").read_text() == "{}"
+    assert Path(root, ".reconcile/manifest.json").exists()
 
 
 def test_apply_replaces_a_file_by_rename_and_leaves_no_temporary_file(node):
@@ -308,6 +319,8 @@ def test_a_path_that_could_leave_the_root_is_refused(node, path):
     with pytest.raises(NodeCommandError, match="refused path"):
         node.apply({path: "x"})
     with pytest.raises(NodeCommandError, match="refused path"):
+        node.apply(delete=[path])
+    with pytest.raises(NodeCommandError, match="refused path"):
         node.facts({path: sha256("x")})
 
     assert not Path(node.root, ".reconcile").exists()
@@ -340,6 +353,36 @@ def test_a_file_symlink_leading_outside_the_root_is_not_read(node):
             node.facts({"x.json": sha256("x")})
     finally:
         shutil.rmtree(outside)
+
+
+def test_the_agents_own_directory_cannot_be_written_by_a_request(node):
+    with pytest.raises(NodeCommandError, match="belongs to the agent"):
+        node.apply({".reconcile/manifest.json": "{}"})
+
+
+def test_a_manifest_reached_through_a_symlink_outside_the_root_is_refused(node):
+    outside = tempfile.mkdtemp(prefix="rcn-out-", dir="/tmp")
+    try:
+        os.symlink(outside, Path(node.root, ".reconcile"))
+
+        with pytest.raises(NodeCommandError, match="symlink leads outside root"):
+            node.facts()
+        with pytest.raises(NodeCommandError, match="symlink leads outside root"):
+            node.apply({"etc/a.json": "{}"})
+
+        assert os.listdir(outside) == []
+    finally:
+        shutil.rmtree(outside)
+
+
+@pytest.mark.parametrize("ident", ["../web", "-web", "a b", "", "web/1"])
+def test_a_process_id_that_is_not_a_plain_name_is_refused(node, ident):
+    with pytest.raises(NodeCommandError, match="refused process id"):
+        node.apply(desired=[ident])
+    with pytest.raises(NodeCommandError, match="refused process id"):
+        node.apply(processes=[{"id": ident, "action": "start"}])
+    with pytest.raises(NodeCommandError, match="refused process id"):
+        node.facts(processes=[ident])
 
 
 def test_an_unknown_op_is_an_error_answer(node):

@@ -112,7 +112,8 @@ def cluster(ssh_nodes, tmp_path):
     write(state, "tenants/t2.yaml", {"name": "T2", "instance": "IN1"})
     write(state, "tenants/t3.yaml", {"name": "T3", "instance": "IN2"})
     write(state, "users/ann@example.com.yaml", {"name": "Ann", "tenants": ["t1"]})
-    return state, nodes
+    yield state, nodes
+    ssh_nodes.remove(nodes)
 
 
 def run(capsys, *argv: str, nodes=None) -> tuple[int, str]:

@@ -1,0 +1,196 @@
+"""Timings of validate, render, plan and apply on a large generated state.
+
+Run by hand from the project's root:
+
+    .venv/bin/python bench/bench_reconcile.py [--tenants N --users N --nodes N]
+
+The state is written to a temporary directory in the real layout, every node
+is `connection: local` with its root under /tmp/rcb-*, and no process is
+placed anywhere, so no supervisord is started. Everything is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reconciler import render, state
+from reconciler.apply import CHANGED, UNCHANGED, NodeResult, reconcile
+from reconciler.connections import ConnectOptions
+
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
+Rows = list[tuple[str, str, str, str]]
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def make_state(
+    root: Path, roots: Path, instances: int, tenants: int, users: int, nodes: int
+) -> None:
+    """Write a valid state of that size under root; node roots go under roots."""
+    rng = random.Random(1)
+    for kind in ("integrations", "service-types"):
+        shutil.copytree(DEMO / kind, root / kind)
+    demo_instance = yaml.safe_load((DEMO / "instances" / "IN1.yaml").read_text())
+    for i in range(1, instances + 1):
+        name = f"IN{i}"
+        _write(root / f"instances/{name}.yaml", demo_instance | {"id": name})
+        for service in ("SV1", "SV2"):
+            text = (DEMO / f"instances/IN1/services/{service}.yaml").read_text()
+            (root / f"instances/{name}/services").mkdir(parents=True, exist_ok=True)
+            (root / f"instances/{name}/services/{service}.yaml").write_text(text)
+    for n in range(nodes):
+        instance, node = f"IN{n % instances + 1}", f"ND{n // instances + 1}"
+        _write(
+            root / f"instances/{instance}/nodes/{node}.yaml",
+            {
+                "name": f"bench {instance}/{node}",
+                "connection": "local",
+                "root": str(roots / f"{instance}-{node}"),
+            },
+        )
+    tenant_ids = [f"t{t:05d}" for t in range(tenants)]
+    for t, tenant in enumerate(tenant_ids):
+        data: dict[str, Any] = {
+            "name": f"Tenant {t}",
+            "instance": f"IN{t % instances + 1}",
+            "rate-limit": 50 + t % 200,
+            "integrations": ["echo", "pusher"] if t % 2 else ["echo"],
+        }
+        if t % 2:
+            secret = rng.randbytes(12).hex()
+            data["integration-params"] = {"pusher": {"key": tenant, "secret": secret}}
+        _write(root / f"tenants/{tenant}.yaml", data)
+    for u in range(users):
+        salt, digest = rng.randbytes(16).hex(), rng.randbytes(32).hex()
+        _write(
+            root / f"users/user{u:06d}@example.com.yaml",
+            {
+                "name": f"User {u}",
+                "client-id": rng.randbytes(16).hex(),
+                "tenants": rng.sample(tenant_ids, rng.randint(1, min(3, tenants))),
+                "password-hash": f"$scrypt$ln=14,r=8,p=1${salt}${digest}",
+            },
+        )
+
+
+def timed(runs: int, func: Callable[[], Any]) -> tuple[list[float], Any]:
+    """Call func runs times; the wall times and the last result."""
+    times, result = [], None
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = func()
+        times.append(time.perf_counter() - started)
+    return times, result
+
+
+def row(phase: str, times: list[float], target: str = "") -> tuple[str, ...]:
+    median = f"{statistics.median(times):.3f}"
+    return phase, str(len(times)), f"{median} / {max(times):.3f}", target
+
+
+def check(results: list[NodeResult], expect: dict[str, set[str]]) -> None:
+    """Assert every node succeeded and would write exactly the expected files."""
+    for result in results:
+        assert result.status in (CHANGED, UNCHANGED), (result.key, result.error)
+        written = {step.path for step in result.plan.files}
+        assert written == expect.get(result.key, set()), (result.key, written)
+        assert not result.plan.processes, (result.key, result.plan.processes)
+
+
+def bench(args: argparse.Namespace, work: Path, roots: Path) -> Rows:
+    runs, options = args.repeat, ConnectOptions()
+    make_state(work, roots, args.instances, args.tenants, args.users, args.nodes)
+    rows: Rows = []
+
+    load_times, loaded = timed(runs, lambda: state.load(work))
+    rows.append(row("validate: `state.load`", load_times))
+    render_times, desired = timed(runs, lambda: render.render(loaded))
+    rows.append(row("render: `render.render`", render_times))
+    both = [a + b for a, b in zip(load_times, render_times, strict=True)]
+    rows.append(row("validate + render", both, "< 5 s"))
+
+    def run(apply: bool, nodes: dict) -> list[NodeResult]:
+        return reconcile(nodes.values(), options, apply=apply, parallel=args.parallel)
+
+    times, results = timed(runs, lambda: run(False, desired))
+    check(results, {key: set(node.files) for key, node in desired.items()})
+    rows.append(row("plan, every node empty", times))
+    times, results = timed(1, lambda: run(True, desired))
+    check(results, {key: set(node.files) for key, node in desired.items()})
+    rows.append(row("first apply", times))
+    times, results = timed(runs, lambda: run(True, desired))
+    check(results, {})
+    assert all(r.status == UNCHANGED for r in results), "a second apply changed"
+    rows.append(row("second apply (no-op)", times, "< 5 s"))
+
+    tenant = work / "tenants/t00000.yaml"
+    tenant.write_text(tenant.read_text().replace("Tenant 0\n", "Tenant zero\n"))
+    changed = render.render(state.load(work))
+    times, results = timed(runs, lambda: run(False, changed))
+    check(results, {k: {"etc/tenants/t00000.json"} for k in changed if "IN1/" in k})
+    rows.append(row("plan after one tenant changed", times))
+    return rows
+
+
+def memory(work: Path) -> tuple[float, float]:
+    """Peak MiB traced by tracemalloc over one load and render, and peak RSS."""
+    tracemalloc.start()
+    render.render(state.load(work))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20, rss / 2**10
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=2)
+    parser.add_argument("--tenants", type=int, default=1000)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--nodes", type=int, default=20)
+    parser.add_argument("--parallel", type=int, default=10, help="as --parallel")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of cheap phases")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="rcb-state-"))
+    roots = Path(tempfile.mkdtemp(prefix="rcb-", dir="/tmp"))
+    try:
+        rows = bench(args, work, roots)
+        traced, rss = memory(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(roots, ignore_errors=True)
+
+    print(
+        f"{args.instances} instances, {args.tenants} tenants, {args.users} users, "
+        f"{args.nodes} local nodes, --parallel {args.parallel}; "
+        f"os.cpu_count() = {os.cpu_count()}; Python {sys.version.split()[0]}\n"
+    )
+    print("| phase | runs | median / max (s) | target |")
+    print("| --- | ---: | ---: | --- |")
+    for phase, count, figures, target in rows:
+        print(f"| {phase} | {count} | {figures} | {target} |")
+    print(f"\ntracemalloc peak, one load + render: {traced:.0f} MiB")
+    print(f"peak RSS of the whole run (ru_maxrss): {rss:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
