@@ -10,6 +10,7 @@ delete files, drive the process manager, then write the manifest).
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +35,8 @@ BOOTSTRAP = (
 )
 
 MANIFEST = ".reconcile/manifest.json"
+LOCK = ".reconcile/lock"
+LOCK_TIMEOUT = 60.0
 CONTENT_LIMIT = 256 * 1024
 SUPERVISOR_START_TIMEOUT = 15.0
 PROCESS_WAIT_TIMEOUT = 30.0
@@ -210,14 +213,63 @@ def facts(request: dict) -> dict:
     return {
         "ok": True,
         "manifest": manifest,
+        "manifest_sha256": manifest_sha256(root),
         "files": files,
         "supervisor": {"running": running},
         "processes": processes,
     }
 
 
+def manifest_sha256(root: str) -> str | None:
+    """The hash of the manifest file's bytes, None when there is none."""
+    try:
+        with open(checked_path(root, MANIFEST), "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def locked(root: str) -> int:
+    """Hold the node's apply lock (bounded wait); returns the fd to close."""
+    path = checked_path(root, LOCK)
+    make_dirs(root, os.path.dirname(path))
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+
+    def take():
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return None
+
+    if not wait_until(take, LOCK_TIMEOUT):
+        os.close(fd)
+        raise AgentError(
+            f"another reconcile has been applying to {root} for over "
+            f"{LOCK_TIMEOUT:.0f} s; nothing was changed"
+        )
+    return fd
+
+
 def apply(request: dict, done: list) -> dict:
     root = real_root(request)
+    fd = locked(root)
+    try:
+        # The plan was made from the manifest the facts saw: if another run
+        # changed it since, this plan is stale and must not be applied.
+        if "base_manifest_sha256" in request and (
+            request["base_manifest_sha256"] != manifest_sha256(root)
+        ):
+            raise AgentError(
+                "the node changed since it was planned (another reconcile applied "
+                "to it); nothing was changed: run again"
+            )
+        return apply_locked(request, root, done)
+    finally:
+        os.close(fd)
+
+
+def apply_locked(request: dict, root: str, done: list) -> dict:
     manifest = request.get("manifest")
     if not isinstance(manifest, dict):
         raise AgentError("apply needs a manifest object")

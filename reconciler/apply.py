@@ -60,6 +60,7 @@ def apply_request(desired: DesiredNode, plan: NodePlan) -> dict[str, Any]:
             pid for pid, process in desired.processes.items() if process.running
         ),
         "manifest": plan.manifest.to_json(),
+        "base_manifest_sha256": plan.base_manifest_sha256,
     }
 
 

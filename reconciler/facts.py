@@ -75,6 +75,8 @@ class NodeFacts:
     files: dict[str, FileFact | None] = field(default_factory=dict)
     manager_running: bool = False
     processes: dict[str, ProcessFact] = field(default_factory=dict)
+    # The manifest file's hash as read: apply is refused if it has changed.
+    manifest_sha256: str | None = None
 
 
 def facts_request(desired: DesiredNode) -> dict[str, Any]:
@@ -105,6 +107,7 @@ def parse_facts(answer: dict[str, Any]) -> NodeFacts:
             files=files,
             manager_running=bool(answer.get("supervisor", {}).get("running")),
             processes=processes,
+            manifest_sha256=answer.get("manifest_sha256"),
         )
     except (KeyError, TypeError, AttributeError) as error:
         raise NodeCommandError(f"the agent's facts are malformed: {error!r}") from None

@@ -39,6 +39,7 @@ class NodePlan:
     processes: list[ProcessStep] = field(default_factory=list)
     manifest: Manifest = field(default_factory=Manifest)
     manifest_changed: bool = False
+    base_manifest_sha256: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -126,4 +127,5 @@ def plan_node(desired: DesiredNode, facts: NodeFacts) -> NodePlan:
         processes=processes,
         manifest=manifest,
         manifest_changed=manifest.to_json() != facts.manifest.to_json(),
+        base_manifest_sha256=facts.manifest_sha256,
     )
