@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -22,40 +23,10 @@ import pytest
 
 from reconciler.connections import LocalConnection
 from reconciler.errors import NodeCommandError
+from reconciler.supervisors import supervisord
 
 POLL = 0.05
 TIMEOUT = 15.0
-
-SUPERVISORD_CONF = """\
-[unix_http_server]
-file={root}/run/supervisor.sock
-chmod=0700
-
-[supervisord]
-logfile={root}/log/supervisord.log
-pidfile={root}/run/supervisord.pid
-directory={root}
-childlogdir={root}/log
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[include]
-files = programs/*.conf
-"""
-
-PROGRAM_CONF = """\
-[program:{ident}]
-command={command}
-directory={root}
-autostart=true
-autorestart=true
-startsecs=1
-startretries=1
-stopwaitsecs=5
-stdout_logfile={root}/log/{ident}.log
-redirect_stderr=true
-"""
 
 
 def wait_for(condition, timeout: float = TIMEOUT) -> bool:
@@ -162,10 +133,12 @@ def node():
 
 def supervised(node: Node, programs: dict[str, str]) -> dict[str, str]:
     """The files of a supervisord with one program per (id, command)."""
-    files = {"supervisor/supervisord.conf": SUPERVISORD_CONF.format(root=node.root)}
+    files = supervisord.base_files(node.root)
     for ident, command in programs.items():
-        conf = PROGRAM_CONF.format(ident=ident, command=command, root=node.root)
-        files[f"supervisor/programs/{ident}.conf"] = conf
+        path, text = supervisord.definition(
+            node.root, ident, shlex.split(command), True
+        )
+        files[path] = text
     return files
 
 
