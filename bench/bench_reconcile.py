@@ -47,24 +47,17 @@ def make_state(
     rng = random.Random(1)
     for kind in ("integrations", "service-types"):
         shutil.copytree(DEMO / kind, root / kind)
-    demo_instance = yaml.safe_load((DEMO / "instances" / "IN1.yaml").read_text())
+    demo_instance = yaml.safe_load((DEMO / "instances/IN1.yaml").read_text())
+    services = DEMO / "instances/IN1/services"
     for i in range(1, instances + 1):
         name = f"IN{i}"
         _write(root / f"instances/{name}.yaml", demo_instance | {"id": name})
-        for service in ("SV1", "SV2"):
-            text = (DEMO / f"instances/IN1/services/{service}.yaml").read_text()
-            (root / f"instances/{name}/services").mkdir(parents=True, exist_ok=True)
-            (root / f"instances/{name}/services/{service}.yaml").write_text(text)
+        shutil.copytree(services, root / f"instances/{name}/services")
     for n in range(nodes):
         instance, node = f"IN{n % instances + 1}", f"ND{n // instances + 1}"
-        _write(
-            root / f"instances/{instance}/nodes/{node}.yaml",
-            {
-                "name": f"bench {instance}/{node}",
-                "connection": "local",
-                "root": str(roots / f"{instance}-{node}"),
-            },
-        )
+        fields = {"name": f"bench {instance}/{node}", "connection": "local"}
+        fields["root"] = str(roots / f"{instance}-{node}")
+        _write(root / f"instances/{instance}/nodes/{node}.yaml", fields)
     tenant_ids = [f"t{t:05d}" for t in range(tenants)]
     for t, tenant in enumerate(tenant_ids):
         data: dict[str, Any] = {
@@ -100,7 +93,7 @@ def timed(runs: int, func: Callable[[], Any]) -> tuple[list[float], Any]:
     return times, result
 
 
-def row(phase: str, times: list[float], target: str = "") -> tuple[str, ...]:
+def row(phase: str, times: list[float], target: str = "") -> tuple[str, str, str, str]:
     median = f"{statistics.median(times):.3f}"
     return phase, str(len(times)), f"{median} / {max(times):.3f}", target
 
@@ -114,9 +107,12 @@ def check(results: list[NodeResult], expect: dict[str, set[str]]) -> None:
         assert not result.plan.processes, (result.key, result.plan.processes)
 
 
-def bench(args: argparse.Namespace, work: Path, roots: Path) -> Rows:
+def bench(args: argparse.Namespace, work: Path, roots: Path) -> tuple[Rows, str]:
+    """Time every phase; the table rows and a line about the sizes used."""
     runs, options = args.repeat, ConnectOptions()
+    started = time.perf_counter()
     make_state(work, roots, args.instances, args.tenants, args.users, args.nodes)
+    written = time.perf_counter() - started
     rows: Rows = []
 
     load_times, loaded = timed(runs, lambda: state.load(work))
@@ -129,34 +125,45 @@ def bench(args: argparse.Namespace, work: Path, roots: Path) -> Rows:
     def run(apply: bool, nodes: dict) -> list[NodeResult]:
         return reconcile(nodes.values(), options, apply=apply, parallel=args.parallel)
 
+    all_files = {key: set(node.files) for key, node in desired.items()}
     times, results = timed(runs, lambda: run(False, desired))
-    check(results, {key: set(node.files) for key, node in desired.items()})
+    check(results, all_files)
     rows.append(row("plan, every node empty", times))
     times, results = timed(1, lambda: run(True, desired))
-    check(results, {key: set(node.files) for key, node in desired.items()})
+    check(results, all_files)
     rows.append(row("first apply", times))
     times, results = timed(runs, lambda: run(True, desired))
     check(results, {})
     assert all(r.status == UNCHANGED for r in results), "a second apply changed"
     rows.append(row("second apply (no-op)", times, "< 5 s"))
 
+    # Tenant 0 is on IN1: only IN1's nodes see one file change.
     tenant = work / "tenants/t00000.yaml"
-    tenant.write_text(tenant.read_text().replace("Tenant 0\n", "Tenant zero\n"))
+    _write(tenant, yaml.safe_load(tenant.read_text()) | {"name": "Renamed"})
     changed = render.render(state.load(work))
+    expect = {k: {"etc/tenants/t00000.json"} for k in changed if k.startswith("IN1/")}
     times, results = timed(runs, lambda: run(False, changed))
-    check(results, {k: {"etc/tenants/t00000.json"} for k in changed if "IN1/" in k})
+    check(results, expect)
     rows.append(row("plan after one tenant changed", times))
-    return rows
+
+    files = len(list(work.rglob("*.yaml")))
+    node = next(iter(desired.values()))
+    size = sum(len(data) for data in node.files.values()) / 2**20
+    sizes = (
+        f"state: {files} files, written in {written:.1f} s; each node: "
+        f"{len(node.files)} rendered files, {size:.1f} MiB"
+    )
+    return rows, sizes
 
 
 def memory(work: Path) -> tuple[float, float]:
-    """Peak MiB traced by tracemalloc over one load and render, and peak RSS."""
+    """MiB: the tracemalloc peak of one load + render, and this process's peak RSS."""
     tracemalloc.start()
     render.render(state.load(work))
-    peak = tracemalloc.get_traced_memory()[1]
+    traced = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20, rss / 2**10
+    return traced / 2**20, rss / 2**10
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,14 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenants", type=int, default=1000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--nodes", type=int, default=20)
-    parser.add_argument("--parallel", type=int, default=10, help="as --parallel")
+    parser.add_argument("--parallel", type=int, default=10, help="nodes at once")
     parser.add_argument("--repeat", type=int, default=3, help="runs of cheap phases")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="rcb-state-"))
     roots = Path(tempfile.mkdtemp(prefix="rcb-", dir="/tmp"))
     try:
-        rows = bench(args, work, roots)
+        rows, sizes = bench(args, work, roots)
         traced, rss = memory(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -181,14 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.instances} instances, {args.tenants} tenants, {args.users} users, "
         f"{args.nodes} local nodes, --parallel {args.parallel}; "
-        f"os.cpu_count() = {os.cpu_count()}; Python {sys.version.split()[0]}\n"
+        f"os.cpu_count() = {os.cpu_count()}; Python {sys.version.split()[0]}"
     )
+    print(f"{sizes}\n")
     print("| phase | runs | median / max (s) | target |")
     print("| --- | ---: | ---: | --- |")
     for phase, count, figures, target in rows:
         print(f"| {phase} | {count} | {figures} | {target} |")
     print(f"\ntracemalloc peak, one load + render: {traced:.0f} MiB")
-    print(f"peak RSS of the whole run (ru_maxrss): {rss:.0f} MiB")
+    print(f"peak RSS of this process (ru_maxrss): {rss:.0f} MiB")
     return 0
 
 

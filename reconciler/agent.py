@@ -37,7 +37,7 @@ BOOTSTRAP = (
 MANIFEST = ".reconcile/manifest.json"
 LOCK = ".reconcile/lock"
 LOCK_TIMEOUT = 60.0
-CONTENT_LIMIT = 256 * 1024
+CONTENT_LIMIT = 4 * 1024 * 1024
 SUPERVISOR_START_TIMEOUT = 15.0
 PROCESS_WAIT_TIMEOUT = 30.0
 POLL_INTERVAL = 0.1
@@ -128,8 +128,14 @@ def make_dirs(root: str, directory: str) -> None:
         raise AgentError(f"refused {directory!r}: it is outside root")
 
 
-def write_atomic(root: str, path: str, data: bytes, mode: int = 0o644) -> None:
-    """Write data to path through a temporary file in the same directory."""
+def write_atomic(
+    root: str, path: str, data: bytes, mode: int = 0o644, sync_dir: bool = True
+) -> None:
+    """Write data to path through a temporary file in the same directory.
+
+    With sync_dir false the caller fsyncs the directory (see sync_dirs), so
+    that many files in one directory cost one directory sync.
+    """
     directory = os.path.dirname(path)
     make_dirs(root, directory)
     name = os.path.basename(path)
@@ -145,11 +151,18 @@ def write_atomic(root: str, path: str, data: bytes, mode: int = 0o644) -> None:
         if os.path.lexists(temp):
             os.unlink(temp)
         raise
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    if sync_dir:
+        sync_dirs([directory])
+
+
+def sync_dirs(directories) -> None:
+    """fsync directories, so that renames in them survive a crash."""
+    for directory in sorted(set(directories)):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def read_manifest(root: str) -> dict | None:
@@ -288,8 +301,9 @@ def apply_locked(request: dict, root: str, done: list) -> dict:
 
     # Everything was checked above; from here on each step is recorded in done.
     for rel, path, data, mode in writes:
-        write_atomic(root, path, data, mode)
+        write_atomic(root, path, data, mode, sync_dir=False)
         done.append(f"wrote {rel}")
+    sync_dirs(os.path.dirname(write[1]) for write in writes)
     manager.before_delete(actions, done)
     for rel, path in deletes:
         if os.path.lexists(path):

@@ -20,7 +20,7 @@ from . import __version__, report
 from .apply import FAILED, reconcile
 from .connections import ConnectOptions
 from .errors import ReconcileError, StateError
-from .render import DesiredNode, render
+from .render import render
 from .state import State, StateNotFound, load
 
 log = logging.getLogger(__name__)
@@ -152,18 +152,15 @@ def _connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _select(
-    desired: dict[str, DesiredNode], wanted: Sequence[str]
-) -> list[DesiredNode]:
+def _select(keys: Sequence[str], wanted: Sequence[str]) -> list[str]:
+    """The node keys named by --node, in the order of the state."""
     if not wanted:
-        return list(desired.values())
-    chosen = []
+        return list(keys)
+    chosen: set[str] = set()
     for name in wanted:
-        matches = [
-            node for key, node in desired.items() if name in (key, key.split("/")[1])
-        ]
+        matches = [key for key in keys if name in (key, key.split("/")[1])]
         if len(matches) != 1:
-            known = ", ".join(desired) or "none"
+            known = ", ".join(keys) or "none"
             why = (
                 "is ambiguous: name it as INSTANCE/NODE"
                 if matches
@@ -172,8 +169,8 @@ def _select(
             raise click.BadParameter(
                 f"node {name!r} {why}; nodes: {known}", param_hint="'--node'"
             )
-        chosen.extend(m for m in matches if m not in chosen)
-    return chosen
+        chosen.update(matches)
+    return [key for key in keys if key in chosen]
 
 
 def _run(
@@ -186,13 +183,13 @@ def _run(
     **connection: Any,
 ) -> list:
     loaded = _load_or_exit(state)
+    selected = _select(sorted(loaded.of("node")), nodes)
     try:
-        desired = render(loaded)
+        desired = render(loaded, only=selected)
     except StateError as error:
         _fail_on_state(state, error)
-    selected = _select(desired, nodes)
     options = ConnectOptions(**connection)
-    results = reconcile(selected, options, apply=apply, parallel=parallel)
+    results = reconcile(desired.values(), options, apply=apply, parallel=parallel)
     if as_json:
         click.echo(json.dumps(report.as_json(results, applied=apply), indent=2))
     else:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import NodeCommandError
-from .render import DesiredNode, sha256
+from .render import DesiredNode
 
 RUNNING_STATES = frozenset({"RUNNING", "STARTING"})
 
@@ -85,7 +85,7 @@ def facts_request(desired: DesiredNode) -> dict[str, Any]:
         "root": desired.root,
         "manager": desired.manager,
         "python": desired.node["python"],
-        "expect": {path: sha256(data) for path, data in desired.files.items()},
+        "expect": desired.hashes,
         "processes": sorted(desired.processes),
     }
 

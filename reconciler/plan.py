@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .facts import Manifest, NodeFacts
-from .render import DesiredNode, sha256
+from .render import DesiredNode
 
 CREATE, UPDATE, DELETE = "create", "update", "delete"
 START, RESTART, STOP, REMOVE = "start", "restart", "stop", "remove"
@@ -59,7 +59,7 @@ def _file_steps(desired: DesiredNode, facts: NodeFacts) -> list[FileStep]:
             reason = "deleted on the node" if path in managed else "new"
             steps.append(FileStep(path, CREATE, reason, None, data))
             continue
-        if actual.sha256 == sha256(data):
+        if actual.sha256 == desired.sha(path):
             continue
         if path not in managed:
             reason = "exists but is not managed yet; it will be taken over"
@@ -118,7 +118,7 @@ def plan_node(desired: DesiredNode, facts: NodeFacts) -> NodePlan:
     written = {step.path for step in files if step.action != DELETE}
     processes = _process_steps(desired, facts, written)
     manifest = Manifest(
-        files={path: sha256(data) for path, data in desired.files.items()},
+        files=desired.hashes,
         processes={pid: desired.inputs(pid) for pid in desired.processes},
     )
     return NodePlan(

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,18 @@ class DesiredNode:
     processes: dict[str, DesiredProcess] = field(default_factory=dict)
     # integration id -> param names whose values must never be shown
     secret_params: dict[str, frozenset[str]] = field(default_factory=dict)
+    _hashes: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def sha(self, path: str) -> str:
+        """The SHA-256 of one desired file, computed once."""
+        digest = self._hashes.get(path)
+        if digest is None:
+            digest = self._hashes[path] = sha256(self.files[path])
+        return digest
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        return {path: self.sha(path) for path in self.files}
 
     @property
     def root(self) -> str:
@@ -67,7 +79,7 @@ class DesiredNode:
         process = self.processes[process_id]
         digest = hashlib.sha256()
         for path in (process.definition, *process.reads):
-            digest.update(path.encode() + b"\0" + sha256(self.files[path]).encode())
+            digest.update(path.encode() + b"\0" + self.sha(path).encode())
         return digest.hexdigest()
 
 
@@ -90,6 +102,12 @@ class _Renderer:
     def __init__(self, state: State, environ: dict[str, str] | None):
         self.state = state
         self.environ = environ
+        self.shared: dict[str, dict[str, bytes]] = {}
+        self.shared_hashes: dict[str, dict[str, str]] = {}
+        self.secret_params = {
+            integration.id: frozenset(secret_params(integration.data))
+            for integration in state.of("integration").values()
+        }
         self.problems: list[Problem] = []
 
     def secret(self, owner: StateObject, path: tuple, value: Any) -> Any:
@@ -124,15 +142,14 @@ class _Renderer:
             data["integration-params"] = params
         return data
 
-    def node(self, node: StateObject) -> DesiredNode:
+    def instance_files(self, instance: str) -> dict[str, bytes]:
+        """The files every node of an instance shares, rendered once."""
+        if instance in self.shared:
+            return self.shared[instance]
         state = self.state
-        instance = node.instance
-        desired = DesiredNode(key=node.key, node=dict(node.data))
-        desired.node.setdefault("python", node_python(node.data))
         files: dict[str, Any] = {
             "etc/instance.json": state.of("instance")[instance].data
         }
-
         tenants = sorted(
             (
                 t
@@ -147,15 +164,8 @@ class _Renderer:
             files[f"etc/tenants/{tenant.id}.json"] = self.tenant(tenant)
             integrations.update(tenant.data.get("integrations", []))
         for integration in sorted(integrations):
-            files[f"etc/integrations/{integration}.json"] = state.of("integration")[
-                integration
-            ].data
-        # Every definition, used here or not: a node may still hold params of
-        # an integration this state no longer gives it.
-        for integration in state.of("integration").values():
-            desired.secret_params[integration.id] = frozenset(
-                secret_params(integration.data)
-            )
+            definition = state.of("integration")[integration].data
+            files[f"etc/integrations/{integration}.json"] = definition
 
         users = []
         for user in sorted(state.of("user").values(), key=lambda u: u.id):
@@ -166,6 +176,21 @@ class _Renderer:
                     | {"tenants": shared}
                 )
         files["etc/users.json"] = users
+        rendered = {path: to_json(value) for path, value in files.items()}
+        self.shared[instance] = rendered
+        self.shared_hashes[instance] = {p: sha256(d) for p, d in rendered.items()}
+        return rendered
+
+    def node(self, node: StateObject) -> DesiredNode:
+        state = self.state
+        instance = node.instance
+        desired = DesiredNode(key=node.key, node=dict(node.data))
+        desired.node.setdefault("python", node_python(node.data))
+        desired.files = dict(self.instance_files(instance))
+        desired._hashes.update(self.shared_hashes[instance])
+        # Every definition, used here or not: a node may still hold params of
+        # an integration this state no longer gives it.
+        desired.secret_params = self.secret_params
 
         processes = sorted(
             (
@@ -177,13 +202,14 @@ class _Renderer:
         )
         for process in processes:
             service = state.of("service")[f"{instance}/{process.data['service']}"]
-            files[f"etc/services/{service.id}.json"] = {
-                key: service.data[key]
-                for key in ("id", "name", "type", "log-level", "options")
-                if key in service.data
-            }
+            desired.files[f"etc/services/{service.id}.json"] = to_json(
+                {
+                    key: service.data[key]
+                    for key in ("id", "name", "type", "log-level", "options")
+                    if key in service.data
+                }
+            )
 
-        desired.files = {path: to_json(value) for path, value in files.items()}
         manager = MANAGERS[desired.manager]
         for path, text in manager.base_files(desired.root).items():
             desired.files[path] = text.encode()
@@ -253,9 +279,12 @@ def _matching(patterns: Iterable[str], files: dict[str, bytes]) -> tuple[str, ..
 
 
 def render(
-    state: State, environ: dict[str, str] | None = None, secrets: bool = True
+    state: State,
+    environ: dict[str, str] | None = None,
+    secrets: bool = True,
+    only: Collection[str] | None = None,
 ) -> dict[str, DesiredNode]:
-    """Desired files and processes of every node, keyed `IN1/ND1`.
+    """Desired files and processes of every node (or of `only`), keyed `IN1/ND1`.
 
     Secrets written as `{env: NAME}` come from `environ` (default: this
     process's environment). With `secrets=False` they are left unresolved,
@@ -266,7 +295,11 @@ def render(
     elif environ is None:
         environ = dict(os.environ)
     renderer = _Renderer(state, environ)
-    nodes = {key: renderer.node(node) for key, node in sorted(state.of("node").items())}
+    nodes = {
+        key: renderer.node(node)
+        for key, node in sorted(state.of("node").items())
+        if only is None or key in only
+    }
     if renderer.problems:
         raise StateError(renderer.problems)
     return nodes
