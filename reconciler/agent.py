@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,7 @@ SUPERVISOR_START_TIMEOUT = 15.0
 PROCESS_WAIT_TIMEOUT = 30.0
 POLL_INTERVAL = 0.1
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
-DOWN_STATES = ("STOPPED", "EXITED", "FATAL")
+DOWN_STATES = ("STOPPED", "EXITED", "FATAL", "BACKOFF")
 FAILED_STATES = ("STOPPED", "EXITED", "FATAL", "BACKOFF")
 
 
@@ -76,11 +77,42 @@ def main(request: dict) -> dict:
 # Paths: every path in a request is relative to root and must stay inside it.
 
 
+# Folders whose files the process manager runs or reads: if anyone but us
+# could write there, they could make us run their programs.
+GUARDED = ("", "etc", "supervisor", "supervisor/programs", "systemd", "run", "log")
+MANAGED_AREAS = ("etc/", "supervisor/", "systemd/")
+
+
 def real_root(request: dict) -> str:
     root = request.get("root")
     if not isinstance(root, str) or not os.path.isabs(root):
         raise AgentError(f"root must be an absolute path, got {root!r}")
-    return os.path.realpath(root)
+    root = os.path.realpath(root)
+    check_ownership(root)
+    return root
+
+
+def check_ownership(root: str) -> None:
+    """Refuse a root, or a folder in it, that someone else owns or may write."""
+    for rel in GUARDED:
+        path = os.path.join(root, rel) if rel else root
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            continue  # where a link leads is checked with every path
+        where = path if rel else f"the root {path}"
+        if info.st_uid != os.geteuid():
+            raise AgentError(
+                f"refused: {where} is owned by uid {info.st_uid}, not by the "
+                f"user reconcile logs in as (uid {os.geteuid()})"
+            )
+        if info.st_mode & 0o022:
+            raise AgentError(
+                f"refused: {where} is writable by others (mode "
+                f"{info.st_mode & 0o777:o}); make it 0755 or stricter"
+            )
 
 
 def is_inside(root: str, path: str) -> bool:
@@ -200,6 +232,8 @@ def file_fact(root: str, rel: str, expected: str | None) -> dict | None:
 
 def log_tail(root: str, ident: str, lines: int = 10) -> str:
     path = os.path.join(root, "log", f"{ident}.log")
+    if not is_inside(root, os.path.realpath(path)):
+        return f"(not reading {path}: a symlink leads outside root)"
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
@@ -300,22 +334,55 @@ def apply_locked(request: dict, root: str, done: list) -> dict:
     manager = make_manager(request, root)
 
     # Everything was checked above; from here on each step is recorded in done.
-    for rel, path, data, mode in writes:
-        write_atomic(root, path, data, mode, sync_dir=False)
-        done.append(f"wrote {rel}")
-    sync_dirs(os.path.dirname(write[1]) for write in writes)
-    manager.before_delete(actions, done)
-    for rel, path in deletes:
-        if os.path.lexists(path):
-            os.unlink(path)
-        done.append(f"deleted {rel}")
-
-    changed = [write[0] for write in writes] + [delete[0] for delete in deletes]
-    processes = manager.apply(actions, desired, changed, current, done)
-    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    write_atomic(root, os.path.join(root, MANIFEST), data)
+    written: list = []
+    deleted: list = []
+    try:
+        for rel, path, data, mode in writes:
+            write_atomic(root, path, data, mode, sync_dir=False)
+            written.append(rel)
+            done.append(f"wrote {rel}")
+        sync_dirs(os.path.dirname(write[1]) for write in writes)
+        manager.before_delete(actions, done)
+        for rel, path in deletes:
+            if os.path.lexists(path):
+                os.unlink(path)
+            deleted.append(rel)
+            done.append(f"deleted {rel}")
+        processes = manager.apply(actions, desired, written + deleted, current, done)
+    except BaseException:
+        if written or deleted:
+            # What was written is ours now, and what was deleted is gone: the
+            # manifest must say so, or a later run could not prune them.
+            partial = partial_manifest(current, manifest, written, deleted)
+            write_manifest(root, partial)
+            done.append("wrote a partial manifest")
+        raise
+    write_manifest(root, manifest)
     done.append("wrote manifest")
     return {"ok": True, "processes": processes}
+
+
+def write_manifest(root: str, manifest: dict) -> None:
+    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    write_atomic(root, os.path.join(root, MANIFEST), data)
+
+
+def partial_manifest(current: dict, desired: dict, written: list, deleted: list):
+    """The manifest after an apply that stopped part way.
+
+    Files: what the node held, plus what was written, minus what was deleted.
+    Processes: every desired one is recorded with unknown inputs, so that the
+    next run restarts it if it runs and can remove it if no longer wanted.
+    """
+    files = dict(current.get("files", {}))
+    for rel in written:
+        files[rel] = desired["files"][rel]
+    for rel in deleted:
+        files.pop(rel, None)
+    processes = dict(current.get("processes", {}))
+    for ident in desired.get("processes", {}):
+        processes.setdefault(ident, {"inputs": ""})
+    return {"version": 1, "files": files, "processes": processes}
 
 
 def planned_write(root: str, item: dict) -> tuple:
@@ -339,6 +406,9 @@ def planned_delete(root: str, rel: str, current: dict) -> tuple:
     path = checked_path(root, rel)
     if rel not in current["files"]:
         raise AgentError(f"refused to delete {rel!r}: it is not in the manifest")
+    if not rel.startswith(MANAGED_AREAS):
+        areas = ", ".join(MANAGED_AREAS)
+        raise AgentError(f"refused to delete {rel!r}: reconcile writes only in {areas}")
     if os.path.isdir(path) and not os.path.islink(path):
         raise AgentError(f"refused to delete {rel!r}: it is a directory")
     return rel, path
@@ -368,13 +438,16 @@ def wait_running(manager, desired: list) -> None:
 
     def check():
         states = manager.states(desired)
+        failures = []
         for ident in desired:
             state = states.get(ident, {}).get("state")
             if state is None:
-                raise AgentError(f"process {ident} is unknown to {manager.name}")
-            if state in FAILED_STATES:
+                failures.append(f"process {ident} is unknown to {manager.name}")
+            elif state in FAILED_STATES:
                 tail = log_tail(manager.root, ident)
-                raise AgentError(f"process {ident} is {state}, not RUNNING; {tail}")
+                failures.append(f"process {ident} is {state}, not RUNNING; {tail}")
+        if failures:
+            raise AgentError("\n".join(failures))
         return True if all(states[i]["state"] == "RUNNING" for i in desired) else None
 
     if not wait_until(check, PROCESS_WAIT_TIMEOUT):
@@ -383,6 +456,52 @@ def wait_running(manager, desired: list) -> None:
 
 
 # supervisord: one per root, driven over XML-RPC on its unix socket.
+
+
+def signal_pid(pid: int, number: int) -> None:
+    try:
+        os.kill(pid, number)
+    except OSError:
+        pass
+
+
+def alive(pid: int) -> bool:
+    """True while pid runs; a zombie waiting for init to reap it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def end_orphans(root: str) -> int:
+    """End processes a killed supervisord left behind under root.
+
+    Its programs run with root as their working directory; once it died they
+    were handed to init (parent pid 1). Left alone they would keep their ports
+    and make the new supervisord's copies fail. Linux only (/proc).
+    """
+    orphans = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/cwd") != root:
+                continue
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == 1 and os.stat(f"/proc/{entry}").st_uid == os.geteuid():
+                orphans.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    for pid in orphans:
+        signal_pid(pid, 15)
+    if orphans and not wait_until(
+        lambda: None if any(map(alive, orphans)) else True, 5.0
+    ):
+        for pid in orphans:
+            signal_pid(pid, 9)
+    return len(orphans)
 
 
 class Supervisord:
@@ -460,6 +579,9 @@ class Supervisord:
         if not running and not (actions or desired):
             return {}
         if not running:
+            ended = end_orphans(self.root)
+            if ended:
+                done.append(f"ended {ended} processes left by a dead supervisord")
             self.start()
             done.append("started supervisord")
         rpc = self.rpc()
@@ -472,7 +594,11 @@ class Supervisord:
         # (drift, or just added with autostart off).
         states = self.states(desired)
         for ident in desired:
-            if states.get(ident, {}).get("state") in DOWN_STATES:
+            state = states.get(ident, {}).get("state")
+            if state == "BACKOFF":
+                # supervisord will not start a process it is retrying.
+                self.call(rpc, "stopProcess", ident)
+            if state in DOWN_STATES:
                 self.call(rpc, "startProcess", ident, False)
         wait_running(self, desired)
         return self.states(desired)
@@ -491,6 +617,8 @@ class Supervisord:
     def act(self, rpc, ident: str, action: str, fresh: set) -> None:
         state = self.states([]).get(ident, {}).get("state")
         if action == "start" and state != "RUNNING":
+            if state == "BACKOFF":
+                self.call(rpc, "stopProcess", ident)
             self.call(rpc, "startProcess", ident, False)
         elif action == "restart" and ident not in fresh:
             self.call(rpc, "stopProcess", ident)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .connections import ConnectOptions, connect
-from .errors import ReconcileError
+from .errors import ConflictError, ReconcileError
 from .facts import gather
 from .plan import DELETE, NodePlan, plan_node
 from .render import DesiredNode
@@ -34,6 +35,17 @@ class NodeResult:
     plan: NodePlan | None = None
     error: str | None = None
     desired: DesiredNode | None = None
+    # Steps an apply carried out before it failed, as the agent reported them.
+    done: list[str] = field(default_factory=list)
+
+
+def _reason(key: str, error: Exception) -> str:
+    """The error's text without the node key the report already shows."""
+    text = str(error)
+    for prefix in (f"{key}: ", f"{key} "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
 
 
 def apply_request(desired: DesiredNode, plan: NodePlan) -> dict[str, Any]:
@@ -47,7 +59,7 @@ def apply_request(desired: DesiredNode, plan: NodePlan) -> dict[str, Any]:
             {
                 "path": step.path,
                 "content_b64": base64.b64encode(step.new or b"").decode(),
-                "mode": 0o644,
+                "mode": 0o600 if step.path in desired.private else 0o644,
             }
             for step in plan.files
             if step.action != DELETE
@@ -65,7 +77,10 @@ def apply_request(desired: DesiredNode, plan: NodePlan) -> dict[str, Any]:
 
 
 def reconcile_node(
-    desired: DesiredNode, options: ConnectOptions, apply: bool
+    desired: DesiredNode,
+    options: ConnectOptions,
+    apply: bool,
+    take_over: bool = False,
 ) -> NodeResult:
     name = desired.node.get("name", desired.key)
     if not desired.enabled:
@@ -73,18 +88,36 @@ def reconcile_node(
         return NodeResult(desired.key, name, SKIPPED, desired=desired)
     started = time.monotonic()
     connection = None
+    plan = None
     try:
         connection = connect(desired.key, desired.node, options)
         plan = plan_node(desired, gather(connection, desired))
+        if plan.conflicts and apply and not take_over:
+            raise ConflictError(
+                "refusing to overwrite files reconcile does not manage: "
+                + ", ".join(plan.conflicts)
+                + "; move them away, or apply with --take-over to replace them"
+            )
         if apply and plan.changed:
             connection.call(apply_request(desired, plan))
     except ReconcileError as error:
-        log.error("%s: %s", desired.key, error)
-        return NodeResult(desired.key, name, FAILED, error=str(error), desired=desired)
+        log.debug("%s: %s", desired.key, error)
+        answer = getattr(error, "answer", None) or {}
+        return NodeResult(
+            desired.key,
+            name,
+            FAILED,
+            plan=plan,
+            error=_reason(desired.key, error),
+            desired=desired,
+            done=list(answer.get("done", [])),
+        )
     except Exception as error:  # one node's bug must not stop the others
         log.debug("%s: unexpected failure", desired.key, exc_info=True)
         message = f"unexpected error: {type(error).__name__}: {error}"
-        return NodeResult(desired.key, name, FAILED, error=message, desired=desired)
+        return NodeResult(
+            desired.key, name, FAILED, plan=plan, error=message, desired=desired
+        )
     finally:
         if connection is not None:
             connection.close()
@@ -99,6 +132,7 @@ def reconcile(
     *,
     apply: bool,
     parallel: int = 10,
+    take_over: bool = False,
     progress: Callable[[NodeResult], None] | None = None,
 ) -> list[NodeResult]:
     """Plan (and apply) every node, at most `parallel` at a time.
@@ -108,10 +142,20 @@ def reconcile(
     nodes = list(nodes)
     results: list[NodeResult] = []
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        futures = [pool.submit(reconcile_node, node, options, apply) for node in nodes]
+        futures = [
+            pool.submit(reconcile_node, node, options, apply, take_over)
+            for node in nodes
+        ]
         for future in futures:
             result = future.result()
             results.append(result)
             if progress is not None:
                 progress(result)
-    return sorted(results, key=lambda result: result.key)
+    return sorted(results, key=lambda result: natural(result.key))
+
+
+def natural(key: str) -> tuple:
+    """`IN1/ND2` before `IN1/ND10`."""
+    return tuple(
+        int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)
+    )

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -32,13 +32,41 @@ STATE_ARG = click.argument(
 )
 
 
+# Libraries whose debug output is about themselves, not about the nodes.
+QUIET_LOGGERS = {"paramiko": logging.CRITICAL, "invoke": logging.WARNING}
+QUIET_LOGGERS["fabric"] = logging.WARNING
+
+
 def _setup_logging(verbose: int) -> None:
+    """Warnings by default; -v adds progress, -vv debug, -vvv library debug."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        root.addHandler(handler)
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
-    if verbose < 2:
-        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+    root.setLevel(min(root.level, level) if verbose else level)
+    for name, quiet in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose >= 3 else quiet)
+
+
+def _verbosity(func: Callable[..., Any]) -> Callable[..., Any]:
+    """-v accepted after the command too: `reconcile plan -v`."""
+
+    def set_level(ctx: click.Context, param: click.Parameter, value: int) -> int:
+        if value:
+            _setup_logging(value + ctx.find_root().params.get("verbose", 0))
+        return value
+
+    return click.option(
+        "-v",
+        "--verbose",
+        "command_verbose",
+        count=True,
+        expose_value=False,
+        callback=set_level,
+        help="More logging on stderr (-vv: debug).",
+    )(func)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,21 +85,21 @@ def _load_or_exit(state_dir: Path) -> State:
     except StateNotFound as error:
         raise click.BadParameter(str(error), param_hint="'STATE'") from None
     except StateError as error:
-        _fail_on_state(state_dir, error)
+        _fail_on_state(state_dir, error, "is invalid")
 
 
-def _fail_on_state(state_dir: Path, error: StateError) -> None:
+def _fail_on_state(state_dir: Path, error: StateError, what: str) -> NoReturn:
     click.echo(
-        f"Error: the state in {state_dir} is invalid; no node was touched.", err=True
+        f"Error: the state in '{state_dir}' {what}; no node was touched.", err=True
     )
     for problem in error.problems:
         click.echo(f"  {problem}", err=True)
-    click.echo(f"Run 'reconcile validate {state_dir}' to see only these.", err=True)
     sys.exit(1)
 
 
 @cli.command()
 @STATE_ARG
+@_verbosity
 def validate(state: Path) -> None:
     """Check every state file against its schema and every reference.
 
@@ -87,14 +115,21 @@ def validate(state: Path) -> None:
         for problem in error.problems:
             click.echo(str(problem))
         count = len(error.problems)
-        click.echo(f"{count} problem{'s' if count != 1 else ''} in {state}.", err=True)
+        noun = "problem" if count == 1 else "problems"
+        click.echo(f"Found {count} {noun} in '{state}'.", err=True)
         sys.exit(1)
     counts = ", ".join(
-        f"{len(objects)} {kind}{'s' if len(objects) != 1 else ''}"
+        _count(len(objects), kind)
         for kind, objects in loaded.objects.items()
         if objects
     )
-    click.echo(f"{state} is valid: {counts or 'no objects'}.")
+    click.echo(f"'{state}' is valid: {counts}.")
+
+
+def _count(number: int, kind: str) -> str:
+    if number == 1:
+        return f"1 {kind}"
+    return f"{number} {kind}es" if kind.endswith("s") else f"{number} {kind}s"
 
 
 def _connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -180,6 +215,7 @@ def _run(
     parallel: int,
     as_json: bool,
     show_diff: bool = True,
+    take_over: bool = False,
     **connection: Any,
 ) -> list:
     loaded = _load_or_exit(state)
@@ -187,9 +223,11 @@ def _run(
     try:
         desired = render(loaded, only=selected)
     except StateError as error:
-        _fail_on_state(state, error)
+        _fail_on_state(state, error, "cannot be rendered")
     options = ConnectOptions(**connection)
-    results = reconcile(desired.values(), options, apply=apply, parallel=parallel)
+    results = reconcile(
+        desired.values(), options, apply=apply, parallel=parallel, take_over=take_over
+    )
     if as_json:
         click.echo(json.dumps(report.as_json(results, applied=apply), indent=2))
     else:
@@ -199,6 +237,7 @@ def _run(
 
 @cli.command()
 @STATE_ARG
+@_verbosity
 @_connection_options
 @click.option(
     "--detailed-exitcode",
@@ -217,10 +256,17 @@ def plan(state: Path, detailed_exitcode: bool, no_diff: bool, **kwargs: Any) -> 
 
 @cli.command()
 @STATE_ARG
+@_verbosity
 @_connection_options
-def apply(state: Path, **kwargs: Any) -> None:
+@click.option(
+    "--take-over",
+    is_flag=True,
+    help="Overwrite files at managed paths that reconcile did not write "
+    "(refused by default).",
+)
+def apply(state: Path, take_over: bool, **kwargs: Any) -> None:
     """Make every node match the state; exit 1 if any node failed."""
-    results = _run(state, apply=True, **kwargs)
+    results = _run(state, apply=True, take_over=take_over, **kwargs)
     if any(result.status == FAILED for result in results):
         sys.exit(1)
 

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from errno import ECONNREFUSED
-from typing import Protocol
+from typing import Any, Protocol
 
 import fabric
 import paramiko
@@ -95,6 +95,16 @@ def _read_answer(key: str, op: str, status: int, stdout: str, stderr: str) -> di
     return answer
 
 
+# What a local node's agent, supervisord and processes inherit from us: the
+# basics a login would give them, never our secrets (SSH passwords, {env:}
+# values) nor anything else of the controller's environment.
+INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+def node_environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in INHERITED if name in os.environ}
+
+
 class LocalConnection:
     """A node that is this machine: the agent runs as a child process."""
 
@@ -112,6 +122,7 @@ class LocalConnection:
                 input=_payload(request).encode("ascii"),
                 capture_output=True,
                 timeout=self.command_timeout,
+                env=node_environment(),
             )
         except FileNotFoundError:
             message = f"{self.key} (local): cannot run {self.python}: not found"
@@ -203,6 +214,7 @@ class SshConnection:
         self.key = key
         self.python = node.get("python") or "python3"
         self.command_timeout = options.command_timeout
+        self.connect_timeout = options.connect_timeout
         address = node.get("ip-address")
         port = int(node.get("port", 22))
         user = node.get("username")
@@ -268,7 +280,8 @@ class SshConnection:
         if isinstance(error, _UnknownHostKey):
             return HostKeyError(
                 f"{where}: host key unknown; not in {self.known_hosts} "
-                "(add it with ssh-keyscan, or allow new host keys)"
+                "(add it to known_hosts with ssh-keyscan, or pass "
+                "--accept-new-host-keys)"
             )
         if isinstance(error, paramiko.BadHostKeyException):
             return HostKeyError(
@@ -298,27 +311,53 @@ class SshConnection:
         op = request.get("op", "?")
         command = shlex.join([self.python, "-c", BOOTSTRAP])
         started = time.monotonic()
+        # invoke's timeout starts only once the command runs; opening the
+        # session can stall too. A watchdog closes the connection past the
+        # deadline, which ends every wait on it.
+        deadline = self.connect_timeout + self.command_timeout
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            self._connection.close()
+
+        watchdog = threading.Timer(deadline, expire)
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            result = self._connection.run(
-                command,
-                in_stream=io.StringIO(_payload(request)),
-                hide=True,
-                warn=True,
-                pty=False,
-                echo_stdin=False,
-                timeout=self.command_timeout,
-            )
+            result = self._run(command, request)
         except CommandTimedOut:
             message = f"{self.key}: {op} did not finish in {self.command_timeout} s"
             raise NodeCommandError(message) from None
         except (paramiko.SSHException, OSError, EOFError) as error:
+            if expired.is_set():
+                raise self._no_answer(op, deadline) from None
             text = " ".join(str(error).split()) or type(error).__name__
             message = f"{self.key} ({self.where}): lost during {op}: {text}"
             raise ConnectionFailed(message) from None
         finally:
+            watchdog.cancel()
             elapsed = time.monotonic() - started
             log.debug("%s: agent %s took %.2f s", self.key, op, elapsed)
+        if expired.is_set():
+            raise self._no_answer(op, deadline)
         return _read_answer(self.key, op, result.exited, result.stdout, result.stderr)
+
+    def _no_answer(self, op: str, deadline: float) -> ConnectionFailed:
+        return ConnectionFailed(
+            f"{self.key} ({self.where}): no answer to {op} within {deadline} s"
+        )
+
+    def _run(self, command: str, request: dict) -> Any:
+        return self._connection.run(
+            command,
+            in_stream=io.StringIO(_payload(request)),
+            hide=True,
+            warn=True,
+            pty=False,
+            echo_stdin=False,
+            timeout=self.command_timeout,
+        )
 
     def close(self) -> None:
         self._connection.close()

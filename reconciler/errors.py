@@ -42,3 +42,7 @@ class HostKeyError(ConnectionFailed):
 
 class NodeCommandError(ReconcileError):
     """The agent on a node failed or answered something unreadable."""
+
+
+class ConflictError(ReconcileError):
+    """Applying would overwrite a file on a node that reconcile does not own."""

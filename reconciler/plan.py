@@ -12,6 +12,7 @@ from .facts import Manifest, NodeFacts
 from .render import DesiredNode
 
 CREATE, UPDATE, DELETE = "create", "update", "delete"
+TAKE_OVER = "exists on the node but is not managed by reconcile"
 START, RESTART, STOP, REMOVE = "start", "restart", "stop", "remove"
 
 
@@ -42,6 +43,11 @@ class NodePlan:
     base_manifest_sha256: str | None = None
 
     @property
+    def conflicts(self) -> list[str]:
+        """Files apply would overwrite that reconcile never wrote."""
+        return [step.path for step in self.files if step.reason == TAKE_OVER]
+
+    @property
     def changed(self) -> bool:
         return bool(self.files or self.processes or self.manifest_changed)
 
@@ -62,7 +68,7 @@ def _file_steps(desired: DesiredNode, facts: NodeFacts) -> list[FileStep]:
         if actual.sha256 == desired.sha(path):
             continue
         if path not in managed:
-            reason = "exists but is not managed yet; it will be taken over"
+            reason = TAKE_OVER
         elif managed[path] != actual.sha256:
             reason = "drift: edited on the node"
         else:
@@ -97,12 +103,14 @@ def _process_steps(
             steps.append(ProcessStep(pid, process.service, START, reason))
             continue
         changed_reads = [path for path in process.reads if path in written]
-        if process.definition in written:
+        if any(path in written for path in process.definitions):
             reason = "its definition changes"
         elif changed_reads:
             reason = "it reads " + ", ".join(changed_reads)
+        elif pid in recorded and recorded[pid] == "":
+            reason = "the last apply to this node did not finish"
         elif pid in recorded and recorded[pid] != desired.inputs(pid):
-            reason = "it was started from an older configuration"
+            reason = "the files it was started from have changed since"
         else:
             continue
         steps.append(ProcessStep(pid, process.service, RESTART, reason))

@@ -24,9 +24,29 @@ def _at(obj: StateObject, path: JsonPath, message: str) -> Problem:
     return Problem(obj.file, obj.doc.line_of(path), schemas.json_path(path), message)
 
 
+def _nodes(state: State) -> Iterator[Problem]:
+    """Two nodes with one root on one machine would undo each other's work."""
+    seen: dict[tuple, StateObject] = {}
+    for node in sorted(state.of("node").values(), key=lambda n: n.file):
+        data = node.data
+        if data.get("connection") == "local":
+            where: tuple = ("local", data["root"])
+        else:
+            where = ("ssh", data.get("ip-address"), data.get("port"), data["root"])
+        if where in seen:
+            yield _at(
+                node,
+                ("root",),
+                f"{seen[where].file} already manages root {data['root']!r} on the "
+                "same machine; give each node its own root",
+            )
+        seen.setdefault(where, node)
+
+
 def check_references(state: State) -> list[Problem]:
     problems: list[Problem] = []
     for check in (
+        _nodes,
         _tenants,
         _users,
         _integrations,
@@ -157,7 +177,7 @@ def _services(state: State) -> Iterator[Problem]:
                     service,
                     ("options",),
                     f"missing option {name!r}: the command of service type "
-                    f"{kind!r} uses it",
+                    f"{kind!r} ({service_type.file}) uses {{options.{name}}}",
                 )
 
 
@@ -207,6 +227,19 @@ def _service_types(state: State) -> Iterator[Problem]:
 
 
 def _processes(state: State) -> Iterator[Problem]:
+    placed: dict[tuple[str, str, str], StateObject] = {}
+    for process in sorted(state.of("process").values(), key=lambda p: p.file):
+        data = process.data
+        where = (data["instance"], data["service"], data["node"])
+        if where in placed:
+            yield _at(
+                process,
+                ("node",),
+                f"service {data['service']} already has a process on node "
+                f"{data['node']} ({placed[where].file}); its processes would "
+                "share options such as ports",
+            )
+        placed.setdefault(where, process)
     for process in state.of("process").values():
         data = process.data
         instance = data["instance"]

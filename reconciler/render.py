@@ -8,11 +8,11 @@ written as `{env: NAME}`, and touches no node.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -22,7 +22,7 @@ from . import schemas, templates
 from .errors import Problem, StateError
 from .references import secret_params
 from .state import State, StateObject
-from .supervisors import MANAGERS
+from .supervisors import MANAGERS, definition_files
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class DesiredProcess:
     service: str
     argv: tuple[str, ...]
     running: bool
-    definition: str
+    definitions: tuple[str, ...]
     reads: tuple[str, ...]
 
 
@@ -49,6 +49,8 @@ class DesiredNode:
     processes: dict[str, DesiredProcess] = field(default_factory=dict)
     # integration id -> param names whose values must never be shown
     secret_params: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Files holding secret values: written readable by their owner only.
+    private: set[str] = field(default_factory=set)
     _hashes: dict[str, str] = field(default_factory=dict, repr=False)
 
     def sha(self, path: str) -> str:
@@ -78,7 +80,7 @@ class DesiredNode:
         """A hash of everything a process was started from."""
         process = self.processes[process_id]
         digest = hashlib.sha256()
-        for path in (process.definition, *process.reads):
+        for path in (*process.definitions, *process.reads):
             digest.update(path.encode() + b"\0" + self.sha(path).encode())
         return digest.hexdigest()
 
@@ -104,6 +106,7 @@ class _Renderer:
         self.environ = environ
         self.shared: dict[str, dict[str, bytes]] = {}
         self.shared_hashes: dict[str, dict[str, str]] = {}
+        self.private: dict[str, set[str]] = {}
         self.secret_params = {
             integration.id: frozenset(secret_params(integration.data))
             for integration in state.of("integration").values()
@@ -117,14 +120,14 @@ class _Renderer:
         name = value["env"]
         if self.environ is None:
             return f"(from environment variable {name})"
-        if name not in self.environ:
+        if not self.environ.get(name):
             self.problems.append(
                 Problem(
                     owner.file,
                     owner.doc.line_of(path),
                     schemas.json_path(path),
-                    f"environment variable {name} is not set; export it before "
-                    "running reconcile",
+                    f"environment variable {name} is not set or empty; export it "
+                    "before running reconcile",
                 )
             )
             return ""
@@ -177,6 +180,11 @@ class _Renderer:
                 )
         files["etc/users.json"] = users
         rendered = {path: to_json(value) for path, value in files.items()}
+        self.private[instance] = {"etc/users.json"} | {
+            f"etc/tenants/{t.id}.json"
+            for t in tenants
+            if "integration-params" in t.data
+        }
         self.shared[instance] = rendered
         self.shared_hashes[instance] = {p: sha256(d) for p, d in rendered.items()}
         return rendered
@@ -188,6 +196,7 @@ class _Renderer:
         desired.node.setdefault("python", node_python(node.data))
         desired.files = dict(self.instance_files(instance))
         desired._hashes.update(self.shared_hashes[instance])
+        desired.private = set(self.private[instance])
         # Every definition, used here or not: a node may still hold params of
         # an integration this state no longer gives it.
         desired.secret_params = self.secret_params
@@ -210,14 +219,13 @@ class _Renderer:
                 }
             )
 
-        manager = MANAGERS[desired.manager]
-        for path, text in manager.base_files(desired.root).items():
+        for path, text in MANAGERS[desired.manager].base_files(desired.root).items():
             desired.files[path] = text.encode()
         for process in processes:
-            self.process(desired, process, manager)
+            self.process(desired, process)
         return desired
 
-    def process(self, desired: DesiredNode, process: StateObject, manager: Any) -> None:
+    def process(self, desired: DesiredNode, process: StateObject) -> None:
         data = process.data
         service = self.state.of("service")[f"{data['instance']}/{data['service']}"]
         service_type = self.state.of("service-type")[service.data["type"]]
@@ -259,22 +267,55 @@ class _Renderer:
             ),
             desired.files,
         )
-        path, text = manager.definition(root, process.id, argv, data["running"])
-        desired.files[path] = text.encode()
+        if any("\0" in arg for arg in argv):
+            self.problems.append(
+                Problem(
+                    service.file,
+                    service.line("options"),
+                    "$.options",
+                    "a value on the command line holds a NUL character, which no "
+                    "argv can carry",
+                )
+            )
+            return
+        definitions = definition_files(
+            desired.manager,
+            root,
+            desired.node["python"],
+            process.id,
+            argv,
+            data["running"],
+        )
+        for path, text in definitions.items():
+            desired.files[path] = text.encode()
         desired.processes[process.id] = DesiredProcess(
             id=process.id,
             service=service.id,
             argv=tuple(argv),
             running=data["running"],
-            definition=path,
+            definitions=tuple(sorted(definitions)),
             reads=reads,
         )
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """`*` and `?` within one path segment, as the service-type docs say."""
+    parts = []
+    for char in pattern:
+        if char == "*":
+            parts.append("[^/]*")
+        elif char == "?":
+            parts.append("[^/]")
+        else:
+            parts.append(re.escape(char))
+    return re.compile("".join(parts))
 
 
 def _matching(patterns: Iterable[str], files: dict[str, bytes]) -> tuple[str, ...]:
     found = set()
     for pattern in patterns:
-        found.update(path for path in files if fnmatch.fnmatchcase(path, pattern))
+        regex = _glob(pattern)
+        found.update(path for path in files if regex.fullmatch(path))
     return tuple(sorted(found))
 
 

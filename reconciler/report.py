@@ -7,6 +7,7 @@ secret reaches a diff. No colour here: the CLI decides about terminals.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,20 +45,9 @@ def diff(desired: DesiredNode, step: FileStep) -> list[str]:
     return lines
 
 
-def _node_lines(result: NodeResult, show_diff: bool) -> Iterator[str]:
-    title = f"{result.key} ({result.name})"
-    if result.status == SKIPPED:
-        yield f"{title}: skipped (status: false)"
-        return
-    if result.status == FAILED:
-        yield f"{title}: FAILED: {result.error}"
-        return
+def _steps(result: NodeResult, show_diff: bool) -> Iterator[str]:
     plan = result.plan
     assert plan is not None and result.desired is not None
-    if not plan.changed:
-        yield f"{title}: no changes"
-        return
-    yield f"{title}:"
     for step in plan.files:
         yield f"  {FILE_MARKS[step.action]} {step.path}  ({step.reason})"
         if show_diff:
@@ -70,12 +60,51 @@ def _node_lines(result: NodeResult, show_diff: bool) -> Iterator[str]:
         yield "  manifest: record what the node already holds"
 
 
+def done_summary(done: list[str]) -> str:
+    """What a failed apply had done, e.g. `wrote 12 files, started supervisord`."""
+    wrote = sum(
+        1 for step in done if step.startswith("wrote ") and "manifest" not in step
+    )
+    deleted = sum(1 for step in done if step.startswith("deleted "))
+    parts = [f"wrote {_files(wrote)}"] if wrote else []
+    parts += [f"deleted {_files(deleted)}"] if deleted else []
+    parts += [
+        step
+        for step in done
+        if not step.startswith(("wrote ", "deleted ")) or "manifest" in step
+    ]
+    return ", ".join(parts) if parts else "nothing"
+
+
+def _node_lines(result: NodeResult, show_diff: bool, applied: bool) -> Iterator[str]:
+    title = f"{result.key} ({result.name})"
+    if result.status == SKIPPED:
+        yield f"{title}: skipped (status: false)"
+        return
+    if result.status == FAILED:
+        first, *rest = (result.error or "failed").splitlines() or ["failed"]
+        yield f"{title}: FAILED: {first}"
+        yield from (f"    {line}" for line in rest)
+        if result.plan is not None and result.plan.changed:
+            yield "  planned:" if applied else "  would change:"
+            yield from _steps(result, show_diff)
+        if applied and result.plan is not None:
+            yield f"  done before the failure: {done_summary(result.done)}"
+        return
+    assert result.plan is not None
+    if not result.plan.changed:
+        yield f"{title}: no changes"
+        return
+    yield f"{title}:"
+    yield from _steps(result, show_diff)
+
+
 def _totals(results: list[NodeResult]) -> dict[str, int]:
     totals = dict.fromkeys(
         ("write", "delete", START, RESTART, STOP, REMOVE, "nodes_changed"), 0
     )
     for result in results:
-        if result.plan is None:
+        if result.plan is None or result.status == FAILED:
             continue
         plan = result.plan
         totals["write"] += plan.count("file", CREATE) + plan.count("file", UPDATE)
@@ -109,11 +138,11 @@ def summary(results: list[NodeResult], applied: bool) -> str:
     failed = [r.key for r in results if r.status == FAILED]
     skipped = [r.key for r in results if r.status == SKIPPED]
     total = len(results)
-    if totals["nodes_changed"] == 0:
-        head = (
-            f"Nothing to do: {total - len(failed) - len(skipped)} of {total} "
-            "nodes match the state."
-        )
+    unchanged = sum(1 for r in results if r.status == UNCHANGED)
+    if totals["nodes_changed"] == 0 and not failed:
+        head = f"Nothing to do: {unchanged} of {total} nodes match the state."
+    elif totals["nodes_changed"] == 0:
+        head = f"No changes on the {unchanged} of {total} nodes that answered."
     else:
         head = _changes(totals, applied) + (
             f" on {totals['nodes_changed']} of {total} nodes."
@@ -126,13 +155,21 @@ def summary(results: list[NodeResult], applied: bool) -> str:
     return " ".join([head, *tail])
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(line: str) -> str:
+    """Control characters from a node (escape sequences) shown, not obeyed."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", line)
+
+
 def text(results: list[NodeResult], applied: bool, show_diff: bool = True) -> str:
     lines = []
     for result in results:
-        lines.extend(_node_lines(result, show_diff))
+        lines.extend(_node_lines(result, show_diff, applied))
     lines.append("")
     lines.append(summary(results, applied))
-    return "\n".join(lines) + "\n"
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def as_json(results: list[NodeResult], applied: bool) -> dict[str, Any]:
@@ -145,6 +182,8 @@ def as_json(results: list[NodeResult], applied: bool) -> dict[str, Any]:
         }
         if result.error:
             entry["error"] = result.error
+        if result.status == FAILED and applied and result.plan is not None:
+            entry["done"] = result.done
         if result.plan is not None and result.desired is not None:
             entry["files"] = [
                 {

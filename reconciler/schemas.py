@@ -17,6 +17,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+from referencing import Registry
+from referencing.exceptions import Unresolvable
 
 from .yamlio import Document, JsonPath
 
@@ -33,6 +35,9 @@ KINDS = (
 
 # The attribute that holds the id of each kind.
 ID_FIELD = {kind: "id" for kind in KINDS} | {"user": "email"}
+
+# Fields whose values are secrets: messages about them never quote them.
+SECRET_FIELDS = frozenset({"password", "password-hash", "integration-params"})
 
 _JSON_TYPES = {
     dict: "an object",
@@ -61,7 +66,7 @@ def schema(kind: str) -> dict[str, Any]:
 
 @cache
 def validator(kind: str) -> Draft202012Validator:
-    return Draft202012Validator(schema(kind))
+    return Draft202012Validator(schema(kind), registry=Registry())
 
 
 def id_pattern(kind: str) -> str:
@@ -85,10 +90,24 @@ def json_path(path: JsonPath) -> str:
     return text
 
 
-def describe(value: Any) -> str:
+def describe(value: Any, secret: bool = False) -> str:
+    """`a string "abc"`: a value's JSON type and, unless secret, a short view."""
+    if value is None:
+        return "null"
     kind = _JSON_TYPES.get(type(value), type(value).__name__)
-    shown = json.dumps(value) if not isinstance(value, dict | list) else ""
-    return f"{kind} {shown}".rstrip()
+    if secret or isinstance(value, dict | list):
+        return kind
+    return f"{kind} {_short(value)}"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def is_secret(path: JsonPath) -> bool:
+    """Values at these paths are never shown in a message."""
+    return any(part in SECRET_FIELDS for part in path if isinstance(part, str))
 
 
 def errors(
@@ -99,12 +118,20 @@ def errors(
     `schema_` is a kind's name or a schema of its own (a service type's
     options); `base` prefixes paths when `data` sits inside a larger file.
     """
-    checker = (
-        validator(schema_)
-        if isinstance(schema_, str)
-        else Draft202012Validator(schema_)
-    )
-    for error in checker.iter_errors(data):
+    if isinstance(schema_, str):
+        checker = validator(schema_)
+    else:
+        # An empty registry: a $ref is never fetched from anywhere.
+        checker = Draft202012Validator(schema_, registry=Registry())
+    try:
+        found = list(checker.iter_errors(data))
+    except Unresolvable as error:
+        yield base, f"the schema's $ref cannot be resolved here: {error}"
+        return
+    except RecursionError:
+        yield base, "the schema refers to itself without end"
+        return
+    for error in found:
         yield from _explain(error, doc, base)
 
 
@@ -113,6 +140,8 @@ def _explain(
 ) -> Iterator[tuple[JsonPath, str]]:
     path = base + tuple(error.absolute_path)
     value = error.instance
+    secret = is_secret(path)
+    shown = "the value" if secret else _short(value)
     if error.validator == "additionalProperties" and isinstance(value, dict):
         known = sorted(error.schema.get("properties", {}))
         for key in value:
@@ -127,9 +156,9 @@ def _explain(
     if error.validator == "type":
         expected = error.validator_value
         names = expected if isinstance(expected, list) else [expected]
-        message = f"expected {' or '.join(names)}, got {describe(value)}"
+        message = f"expected {' or '.join(names)}, got {describe(value, secret)}"
         text = doc.plain_text.get(path)
-        if "string" in names and text is not None:
+        if "string" in names and text is not None and not secret:
             message += f"; quote this value: '{text}'"
         yield path, message
         return
@@ -137,5 +166,16 @@ def _explain(
         # Name the alternatives' own complaints rather than the whole value.
         reasons = sorted({sub.message for sub in error.context})
         yield path, "matches none of the allowed forms: " + "; ".join(reasons)
+        return
+    if error.validator == "pattern":
+        pattern = str(error.validator_value).removesuffix("(?!\\n)")
+        field = next((p for p in reversed(path) if isinstance(p, str)), "value")
+        yield path, f"{shown} is not a valid {field}: it must match {pattern}"
+        return
+    if secret:
+        yield (
+            path,
+            f"the value does not satisfy the schema's {error.validator!r}",
+        )
         return
     yield path, error.message

@@ -97,9 +97,23 @@ class _Reader:
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
+    def linked(self, entry: Path) -> bool:
+        """Report a symbolic link in the state: links are never followed."""
+        if not entry.is_symlink():
+            return False
+        self.problem(
+            self.rel(entry),
+            1,
+            "$",
+            "a symbolic link; the state is read from regular files and folders only",
+        )
+        return True
+
     def walk(self) -> None:
         for entry in sorted(self.root.iterdir()):
             if entry.name.startswith("."):
+                continue
+            if entry.name in FOLDERS and self.linked(entry):
                 continue
             if not entry.is_dir():
                 continue  # README files and the like beside the state
@@ -118,9 +132,20 @@ class _Reader:
     def read_folder(self, folder: Path, kind: str, instance: str | None) -> None:
         for entry in sorted(folder.iterdir()):
             if entry.name.startswith("."):
+                if entry.suffix == SUFFIX:
+                    self.problem(
+                        self.rel(entry),
+                        1,
+                        "$",
+                        "hidden files are not read; rename it without the leading dot",
+                    )
+                continue
+            if self.linked(entry):
                 continue
             if kind == "instance" and entry.is_dir():
                 self.read_instance_folder(entry)
+            elif entry.suffix == ".md" and entry.is_file():
+                continue  # notes for people, beside the objects
             elif entry.is_dir() or entry.suffix != SUFFIX:
                 what = "folder" if entry.is_dir() else "file"
                 self.problem(
@@ -145,7 +170,7 @@ class _Reader:
             )
             return
         for entry in sorted(folder.iterdir()):
-            if entry.name.startswith("."):
+            if entry.name.startswith(".") or self.linked(entry):
                 continue
             kind = NESTED_FOLDERS.get(entry.name)
             if kind is None or not entry.is_dir():
@@ -167,6 +192,9 @@ class _Reader:
             doc = read(path)
         except YamlProblem as error:
             self.problem(file, error.line, schemas.json_path(error.path), error.message)
+            return
+        if doc.data is None:
+            self.problem(file, 1, "$", f"the file is empty; it should hold one {kind}")
             return
         if not isinstance(doc.data, dict):
             self.problem(
@@ -208,6 +236,9 @@ def load(root: Path | str) -> State:
     root = Path(root)
     if not root.is_dir():
         raise StateNotFound(f"state directory '{root}' does not exist")
+    if not any((root / folder).is_dir() for folder in FOLDERS):
+        folders = ", ".join(f"{name}/" for name in sorted(FOLDERS))
+        raise StateNotFound(f"'{root}' holds no state: none of {folders} is there")
     reader = _Reader(root)
     try:
         reader.walk()

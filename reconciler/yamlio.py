@@ -16,7 +16,9 @@ Every value keeps the line it came from, so that errors can point at it.
 
 from __future__ import annotations
 
+import math
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ import yaml
 MAX_FILE_BYTES = 1024 * 1024
 MAX_ALIASES = 100
 MAX_NODES = 100_000
+MAX_NUMBER_DIGITS = 100
 
 JsonPath = tuple[str | int, ...]
 
@@ -172,12 +175,18 @@ class _Converter:
             return True
         if text in _FALSE:
             return False
-        if _INT.fullmatch(text):
+        if _INT.fullmatch(text) or _FLOAT.fullmatch(text):
             self.doc.plain_text[path] = text
-            return int(text)
-        if _FLOAT.fullmatch(text):
-            self.doc.plain_text[path] = text
-            return float(text)
+            number = float(text) if not _INT.fullmatch(text) else None
+            if len(text) > MAX_NUMBER_DIGITS or (
+                number is not None and not math.isfinite(number)
+            ):
+                raise YamlProblem(
+                    node.start_mark.line + 1,
+                    "the number is too large; quote it if it is meant as text",
+                    path,
+                )
+            return int(text) if number is None else number
         if _looks_like_yaml11(text):
             raise YamlProblem(
                 node.start_mark.line + 1,
@@ -190,36 +199,52 @@ class _Converter:
 
 def parse(text: str) -> Document:
     """Parse one YAML document strictly; raise YamlProblem on any fault."""
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark else 1
         raise YamlProblem(line, f"invalid YAML: {error.problem}") from None
     except yaml.YAMLError as error:
-        raise YamlProblem(1, f"invalid YAML: {error}") from None
+        # The reader's errors (control characters) carry a position only.
+        line = text[: getattr(error, "position", 0)].count("\n") + 1
+        reason = getattr(error, "reason", None) or str(error).splitlines()[0]
+        raise YamlProblem(line, f"invalid YAML: {reason}") from None
+    except RecursionError:
+        raise YamlProblem(1, "the document is nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     converter = _Converter()
     if node is not None:
-        converter.doc.data = converter.convert(node, ())
+        try:
+            converter.doc.data = converter.convert(node, ())
+        except RecursionError:
+            raise YamlProblem(
+                1, "the document is nested too deeply, or an alias contains itself"
+            ) from None
     return converter.doc
 
 
 def read(path: Path) -> Document:
     """Read and parse one state file, refusing oversized or non-UTF-8 files."""
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise YamlProblem(
-                1,
-                f"the file is {size} bytes; state files are limited to "
-                f"{MAX_FILE_BYTES} bytes",
-            )
-        raw = path.read_bytes()
+        # Never follow a link nor open a FIFO or device: a state file is a
+        # regular file, read with a cap whatever its size claims to be.
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a file"
+            raise YamlProblem(1, f"{what}; state files must be regular files")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as error:
         raise YamlProblem(1, f"cannot read the file: {error.strerror}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise YamlProblem(
+            1, f"the file is over {MAX_FILE_BYTES} bytes, the limit for a state file"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -228,13 +228,17 @@ def test_apply_sets_the_requested_mode(node):
     assert Path(node.root, "etc/secret.json").stat().st_mode & 0o777 == 0o600
 
 
-def test_a_failed_apply_writes_its_files_but_not_the_manifest(node):
+def test_a_failed_apply_records_only_what_it_wrote_in_a_partial_manifest(node):
     with pytest.raises(NodeCommandError, match="supervisord.conf is missing") as raised:
         node.apply({"etc/a.json": "{}"}, processes=[{"id": "p1", "action": "start"}])
 
-    assert raised.value.answer["done"] == ["wrote etc/a.json"]
+    assert raised.value.answer["done"] == [
+        "wrote etc/a.json",
+        "wrote a partial manifest",
+    ]
     assert Path(node.root, "etc/a.json").read_text() == "{}"
-    assert not Path(node.root, ".reconcile/manifest.json").exists()
+    manifest = json.loads(Path(node.root, ".reconcile/manifest.json").read_text())
+    assert manifest["files"] == {"etc/a.json": sha256("{}")}
 
 
 def test_a_second_facts_sees_the_hashes_and_sends_content_only_when_it_differs(node):
@@ -466,7 +470,9 @@ def test_a_program_that_exits_at_once_is_an_error_naming_it(node):
     message = str(raised.value)
     assert "process quitter is" in message
     assert "bad config" in message
-    assert not Path(node.root, ".reconcile/manifest.json").exists()
+    # What was written is recorded, with the process's inputs unknown.
+    manifest = json.loads(Path(node.root, ".reconcile/manifest.json").read_text())
+    assert "supervisor/programs/quitter.conf" in manifest["files"]
 
 
 # systemd, faked.
@@ -477,9 +483,10 @@ FAKE_SYSTEMCTL = """\
 import json, os, sys
 
 args = sys.argv[1:]
-with open(os.environ["FAKE_SYSTEMCTL_LOG"], "a") as log:
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, "log"), "a") as log:
     log.write(json.dumps(args) + "\\n")
-state_file = os.environ["FAKE_SYSTEMCTL_STATE"]
+state_file = os.path.join(here, "state")
 units = json.load(open(state_file)) if os.path.exists(state_file) else {{}}
 verb, unit = args[0], os.path.basename(args[-1])
 if verb == "show":
@@ -508,8 +515,6 @@ def test_systemd_manager_commands_with_a_fake_systemctl(node, monkeypatch):
         systemctl.chmod(0o755)
         log = bin_dir / "log"
         monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-        monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(log))
-        monkeypatch.setenv("FAKE_SYSTEMCTL_STATE", str(bin_dir / "state"))
         units = {f"systemd/cxengage-{i}.service": f"[Service]\n# {i}\n" for i in "ab"}
 
         def commands() -> list[list[str]]:
@@ -580,3 +585,26 @@ def test_systemd_manager_commands_with_a_fake_systemctl(node, monkeypatch):
         assert facts["processes"] == {"a": running}
     finally:
         shutil.rmtree(bin_dir)
+
+
+def test_a_root_someone_else_may_write_is_refused(node):
+    os.makedirs(Path(node.root, "supervisor/programs"))
+    os.chmod(Path(node.root, "supervisor/programs"), 0o1777)
+    with pytest.raises(NodeCommandError, match="programs is writable by others"):
+        node.facts({})
+    with pytest.raises(NodeCommandError, match="programs is writable by others"):
+        node.apply({"etc/a.json": "{}"})
+    assert not Path(node.root, "etc").exists()
+
+
+def test_a_manifest_edited_to_list_the_lock_cannot_make_apply_delete_it(node):
+    node.apply({"etc/a.json": "{}"})
+    manifest_path = Path(node.root, ".reconcile/manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["log/supervisord.log"] = "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+    Path(node.root, "log").mkdir()
+    Path(node.root, "log/supervisord.log").write_text("kept")
+    with pytest.raises(NodeCommandError, match="reconcile writes only in etc/"):
+        node.apply(delete=["log/supervisord.log"])
+    assert Path(node.root, "log/supervisord.log").read_text() == "kept"

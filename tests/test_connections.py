@@ -10,9 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from reconciler.connections import ConnectOptions, connect
@@ -285,3 +287,67 @@ def test_an_agent_call_that_outlasts_the_command_timeout_is_a_node_command_error
         connection.close()
 
     assert time.monotonic() - started < 5
+
+
+class _StallingServer(paramiko.ServerInterface):
+    """Lets anyone in, then never answers the request to run a command."""
+
+    def __init__(self, release: threading.Event):
+        self.release = release
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey"
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        return paramiko.AUTH_SUCCESSFUL
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        return paramiko.OPEN_SUCCEEDED
+
+    def check_channel_exec_request(self, channel, command) -> bool:
+        self.release.wait(30)
+        return False
+
+
+def test_a_node_that_stalls_after_login_fails_within_the_timeouts(ssh_node, tmp_path):
+    host_key = paramiko.Ed25519Key.from_private_key_file(
+        str(ssh_node.server_dir / "ssh_host_ed25519_key")
+    )
+    listener = socket.socket()
+    listener.bind(("127.0.0.9", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    release = threading.Event()
+    transports = []
+
+    def serve() -> None:
+        sock, _ = listener.accept()
+        transport = paramiko.Transport(sock)
+        transport.add_server_key(host_key)
+        transports.append(transport)
+        transport.start_server(server=_StallingServer(release))
+
+    threading.Thread(target=serve, daemon=True).start()
+    known = tmp_path / "known_hosts"
+    known.write_text(
+        f"[127.0.0.9]:{port} {host_key.get_name()} {host_key.get_base64()}\n"
+    )
+    node = {"ip-address": "127.0.0.9", "port": port, "username": ssh_node.user}
+    opts = ConnectOptions(
+        identity=ssh_node.identity,
+        known_hosts=str(known),
+        connect_timeout=1,
+        command_timeout=2,
+    )
+    started = time.monotonic()
+    try:
+        connection = connect("IN1/ND9", node, opts)
+        with pytest.raises(ConnectionFailed, match="no answer to facts within 3"):
+            connection.call({"op": "facts", "root": "/tmp/x"})
+        connection.close()
+    finally:
+        release.set()
+        listener.close()
+        for transport in transports:
+            transport.close()
+    assert time.monotonic() - started < 10

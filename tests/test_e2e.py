@@ -230,7 +230,8 @@ def test_a_file_edited_on_a_node_is_drift_that_apply_repairs(cluster, capsys):
     assert "etc/tenants/t1.json  (drift: edited on the node)" in out
     assert '-  "name": "hand edit",' in out
 
-    assert run(capsys, "apply", str(state), nodes=nodes)[0] == 0
+    code, out = run(capsys, "apply", str(state), nodes=nodes)
+    assert code == 0, out
     assert tenant.read_text() == rendered
     assert unmanaged.read_text() == "mine"  # outside the manifest: untouched
     code, out = run(capsys, "plan", str(state), "--detailed-exitcode", nodes=nodes)

@@ -21,8 +21,8 @@ FILES = {
 }
 PROCESSES = {
     # web reads the tenant file, api only the users file
-    "web": DesiredProcess("web", "SV1", ("web",), True, WEB_DEF, (TENANT,)),
-    "api": DesiredProcess("api", "SV2", ("api",), True, API_DEF, (USERS,)),
+    "web": DesiredProcess("web", "SV1", ("web",), True, (WEB_DEF,), (TENANT,)),
+    "api": DesiredProcess("api", "SV2", ("api",), True, (API_DEF,), (USERS,)),
 }
 
 
@@ -125,7 +125,7 @@ CASES = {
                 processes=PROCESSES
                 | {
                     "api": PROCESSES["api"].__class__(
-                        "api", "SV2", ("api",), False, API_DEF, (USERS,)
+                        "api", "SV2", ("api",), False, (API_DEF,), (USERS,)
                     )
                 }
             ),

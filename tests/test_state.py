@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -118,6 +119,39 @@ BAD_FILES = {
         "name: X\ntype: nothing-like-it\n",
         "$.type: service-type 'nothing-like-it' does not exist",
     ),
+    "an id that does not match its pattern names the field in words": (
+        "users/Dan@example.com.yaml",
+        "name: Dan\n",
+        '$.email: "Dan@example.com" is not a valid email: it must match ^',
+    ),
+    "an empty file": (TENANT, "", "tenants/globex.yaml:1: $: the file is empty"),
+    "a secret is never quoted in a message": (
+        "users/dan@example.com.yaml",
+        "name: Dan\npassword-hash: hunter2-real\n",
+        "$.password-hash: the value is not a valid password-hash: it must match",
+    ),
+    "a second process of one service on one node": (
+        "processes/ffffffff-0000-4000-8000-000000000000.yaml",
+        "instance: IN1\nservice: SV1\nnode: ND1\n",
+        "$.node: service SV1 already has a process on node ND1",
+    ),
+    "an options schema whose $ref would be fetched": (
+        "service-types/config-web.yaml",
+        "command: ['{python}', '{options.port}']\n"
+        "options: {$ref: 'http://127.0.0.1:9/s.json'}\n",
+        "$.options: the schema's $ref cannot be resolved here",
+    ),
+    "an options schema that refers to itself": (
+        "service-types/config-web.yaml",
+        "command: ['{python}', '{options.port}']\noptions: {$ref: '#'}\n",
+        "$.options: the schema refers to itself without end",
+    ),
+    "two nodes sharing one root on one machine": (
+        "instances/IN1/nodes/ND2.yaml",
+        "name: twin\nconnection: local\nroot: /tmp/cxengage-demo\n",
+        "instances/IN1/nodes/ND2.yaml:3: $.root: instances/IN1/nodes/ND1.yaml "
+        "already manages root '/tmp/cxengage-demo'",
+    ),
     "a service missing an option its command needs": (
         "instances/IN1/services/SV9.yaml",
         "name: X\ntype: config-web\n",
@@ -148,7 +182,7 @@ def test_every_problem_is_reported_at_once_and_sorted(state: Path):
 def test_an_oversized_file_is_refused(state: Path):
     path = state / "tenants/globex.yaml"
     path.write_text("id: globex\nname: G\n# " + "x" * MAX_FILE_BYTES + "\n")
-    assert any("limited to" in problem for problem in problems_of(state))
+    assert any("the limit for a state file" in p for p in problems_of(state))
 
 
 def test_an_alias_bomb_is_refused(state: Path):
@@ -160,14 +194,51 @@ def test_an_alias_bomb_is_refused(state: Path):
     assert any("aliases" in problem for problem in problems_of(state))
 
 
-def test_an_unreadable_file_is_reported(state: Path):
-    # A dangling link cannot be read by anyone, root included.
+def test_a_linked_file_or_folder_is_never_followed(state: Path, tmp_path: Path):
+    secret = tmp_path / "id_ed25519"
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    (state / "tenants/globex.yaml").unlink()
+    (state / "tenants/globex.yaml").symlink_to(secret)
+    (state / "integrations").rename(tmp_path / "integrations")
+    (state / "integrations").symlink_to(tmp_path / "integrations")
+    found = problems_of(state)
+    assert "tenants/globex.yaml:1: $: a symbolic link; the state is read from " in (
+        "\n".join(found)
+    )
+    assert any(p.startswith("integrations:1: $: a symbolic link") for p in found)
+    assert not any("PRIVATE KEY" in p for p in found)
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(state: Path):
     path = state / "tenants/globex.yaml"
     path.unlink()
-    path.symlink_to(state / "nowhere.yaml")
+    os.mkfifo(path)
     assert (
-        "tenants/globex.yaml:1: $: cannot read the file: No such file or directory"
+        "tenants/globex.yaml:1: $: not a file; state files must be regular files"
         in (problems_of(state))
+    )
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("id: globex\nname: G\nrate-limit: " + "9" * 5000 + "\n", "too large"),
+        ("id: globex\nname: G\nrate-limit: 1e400\n", "too large"),
+        ("id: globex\nname: G\x1b\n", "invalid YAML"),
+        ("id: globex\nname: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+        ("id: globex\nname: G\nx: &a {y: *a}\n", "aliases"),
+    ],
+)
+def test_hostile_yaml_is_a_problem_not_a_crash(state: Path, text: str, expected: str):
+    (state / "tenants/globex.yaml").write_text(text)
+    assert any(expected in p for p in problems_of(state))
+
+
+def test_a_hidden_yaml_file_is_reported_not_silently_skipped(state: Path):
+    (state / "tenants/.extra.yaml").write_text("id: extra\n")
+    assert any(
+        p.startswith("tenants/.extra.yaml:1: $: hidden files")
+        for p in problems_of(state)
     )
 
 
@@ -182,3 +253,15 @@ def test_defaults_are_filled_and_ids_come_from_file_names(state: Path):
     tenant = loaded.get("tenant", "globex")
     assert tenant.data["id"] == "globex"
     assert tenant.data["rate-limit"] == 100
+
+
+def test_notes_beside_the_objects_are_ignored(state: Path):
+    (state / "tenants/README.md").write_text("# Tenants\n")
+    assert load(state).get("tenant", "globex") is not None
+
+
+def test_a_directory_without_any_state_folder_is_refused(tmp_path: Path):
+    from reconciler.state import StateNotFound
+
+    with pytest.raises(StateNotFound, match="holds no state: none of instances/"):
+        load(tmp_path)

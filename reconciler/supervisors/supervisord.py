@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 CONFIG = "supervisor/supervisord.conf"
 PROGRAMS = "supervisor/programs"
+DIRECTORY = PROGRAMS
 
 
 def _ini_value(text: str) -> str:
@@ -43,7 +44,11 @@ files = programs/*.conf
 def definition(
     root: str, process_id: str, argv: Sequence[str], running: bool
 ) -> tuple[str, str]:
-    """The program file of one process: its path and its text."""
+    """The program file of one process: its path and its text.
+
+    `argv` is the fixed launcher (see supervisors.LAUNCHER): paths and code
+    in which supervisord's quoting finds nothing to change.
+    """
     command = _ini_value(shlex.join(argv))
     text = f"""\
 ; Managed by reconcile: edits are reverted on the next apply.

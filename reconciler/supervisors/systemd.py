@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 UNITS = "systemd"
+DIRECTORY = UNITS
 
 
 def base_files(root: str) -> dict[str, str]:
