@@ -1,8 +1,9 @@
 """Loading the state repository: files, kinds, schemas, then references.
 
-The layout is fixed (see DESIGN.md): one object per file, the file name is
-the object's id, nodes and services live under their instance. Every problem
-found is collected; `load` raises one StateError carrying all of them.
+The layout is fixed (see "The state repository" in README.md): one object
+per file, the file name is the object's id, nodes and services live under
+their instance. Every problem found is collected; `load` raises one
+StateError carrying all of them.
 """
 
 from __future__ import annotations
