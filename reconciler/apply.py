@@ -42,9 +42,11 @@ class NodeResult:
 def _reason(key: str, error: Exception) -> str:
     """The error's text without the node key the report already shows."""
     text = str(error)
-    for prefix in (f"{key}: ", f"{key} "):
-        if text.startswith(prefix):
-            return text[len(prefix) :]
+    if text.startswith(f"{key}: "):
+        return text[len(key) + 2 :]
+    where, separator, rest = text.removeprefix(f"{key} (").partition("): ")
+    if text.startswith(f"{key} (") and separator:
+        return f"{where}: {rest}"  # `root@10.0.0.1:22: connection refused`
     return text
 
 

@@ -266,7 +266,9 @@ def test_a_dead_node_fails_alone_while_the_others_converge(cluster, capsys):
             capsys, "apply", str(state), "--connect-timeout", "3", nodes=nodes
         )
         assert code == 1, out
-        assert "IN1/ND2 (b): FAILED:" in out
+        dead = nodes[1]
+        where = f"{dead.user}@{dead.address}:{dead.port}"
+        assert f"IN1/ND2 (b): FAILED: {where}: connection refused" in out
         assert "Failed: IN1/ND2." in out
         assert set(pids(nodes[0].root)) == {WEB, ECHO}
         assert set(pids(nodes[2].root)) == {OTHER}
