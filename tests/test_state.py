@@ -225,7 +225,8 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(state: Path):
         ("id: globex\nname: G\nrate-limit: " + "9" * 5000 + "\n", "too large"),
         ("id: globex\nname: G\nrate-limit: 1e400\n", "too large"),
         ("id: globex\nname: G\x1b\n", "invalid YAML"),
-        ("id: globex\nname: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+        # PyYAML 6.0.4 has a depth limit of its own; older ones recurse.
+        ("id: globex\nname: " + "[" * 5000 + "]" * 5000 + "\n", "nest"),
         ("id: globex\nname: G\nx: &a {y: *a}\n", "aliases"),
     ],
 )
