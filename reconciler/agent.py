@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -57,9 +58,21 @@ def agent_source() -> str:
         return handle.read()
 
 
+def interrupted(signum, frame):
+    raise AgentError(f"interrupted by signal {signum}")
+
+
 def main(request: dict) -> dict:
-    """Answer one request; never raises."""
+    """Answer one request; never raises.
+
+    A SIGTERM (the controller's timeout) becomes an error like any other, so
+    that an apply cut short still records what it did.
+    """
     done: list = []
+    try:
+        signal.signal(signal.SIGTERM, interrupted)
+    except ValueError:
+        pass  # not the main thread: called in-process, nothing to catch
     try:
         op = request.get("op")
         if op == "facts":
@@ -87,9 +100,28 @@ def real_root(request: dict) -> str:
     root = request.get("root")
     if not isinstance(root, str) or not os.path.isabs(root):
         raise AgentError(f"root must be an absolute path, got {root!r}")
+    check_links(root)
     root = os.path.realpath(root)
+    if root == "/":
+        raise AgentError("refused: the root resolves to /")
     check_ownership(root)
     return root
+
+
+def check_links(root: str) -> None:
+    """Refuse a root reached through a link that someone else could change."""
+    path = "/"
+    for part in root.strip("/").split("/"):
+        path = os.path.join(path, part)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(info.st_mode) and info.st_uid not in (0, os.geteuid()):
+            raise AgentError(
+                f"refused: {path} is a symbolic link owned by uid {info.st_uid}, "
+                "who could point the root anywhere"
+            )
 
 
 def check_ownership(root: str) -> None:
@@ -363,8 +395,9 @@ def apply_locked(request: dict, root: str, done: list) -> dict:
 
 
 def write_manifest(root: str, manifest: dict) -> None:
+    # Private: its hashes of secret files would let a guess be checked.
     data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    write_atomic(root, os.path.join(root, MANIFEST), data)
+    write_atomic(root, os.path.join(root, MANIFEST), data, 0o600)
 
 
 def partial_manifest(current: dict, desired: dict, written: list, deleted: list):
@@ -417,7 +450,8 @@ def planned_delete(root: str, rel: str, current: dict) -> tuple:
 def make_manager(request: dict, root: str) -> Supervisord | Systemd:
     name = request.get("manager", "supervisord")
     if name == "supervisord":
-        return Supervisord(root, request.get("python") or sys.executable)
+        python = request.get("python") or sys.executable
+        return Supervisord(root, python, request.get("root"))
     if name == "systemd":
         return Systemd(root)
     raise AgentError(f"unknown process manager {name!r}")
@@ -474,26 +508,28 @@ def alive(pid: int) -> bool:
         return False
 
 
-def end_orphans(root: str) -> int:
-    """End processes a killed supervisord left behind under root.
+def end_orphans(root: str, sockets: list) -> int:
+    """End the programs a killed supervisord left behind.
 
-    Its programs run with root as their working directory; once it died they
-    were handed to init (parent pid 1). Left alone they would keep their ports
-    and make the new supervisord's copies fail. Linux only (/proc).
+    supervisord gives each program SUPERVISOR_SERVER_URL, naming its socket:
+    a process of ours that carries this root's socket while no supervisord
+    answers there was started by a supervisord that died. Left alone it would
+    keep its ports and make the new copies fail. Linux only (/proc).
     """
+    marks = {f"SUPERVISOR_SERVER_URL=unix://{path}".encode() for path in sockets}
     orphans = []
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
-            if os.readlink(f"/proc/{entry}/cwd") != root:
+            if os.stat(f"/proc/{entry}").st_uid != os.geteuid():
                 continue
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) == 1 and os.stat(f"/proc/{entry}").st_uid == os.geteuid():
-                orphans.append(int(entry))
-        except (OSError, ValueError, IndexError):
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environ = set(handle.read().split(b"\0"))
+        except OSError:
             continue
+        if environ & marks:
+            orphans.append(int(entry))
     for pid in orphans:
         signal_pid(pid, 15)
     if orphans and not wait_until(
@@ -507,11 +543,13 @@ def end_orphans(root: str) -> int:
 class Supervisord:
     name = "supervisord"
 
-    def __init__(self, root: str, python: str):
+    def __init__(self, root: str, python: str, given_root: str | None = None):
         self.root = root
         self.python = python
         self.conf = os.path.join(root, "supervisor", "supervisord.conf")
         self.socket = os.path.join(root, "run", "supervisor.sock")
+        # The configuration names the root as the state gave it.
+        self.given_socket = os.path.join(given_root or root, "run", "supervisor.sock")
 
     def rpc(self):
         from supervisor.xmlrpc import SupervisorTransport
@@ -579,7 +617,7 @@ class Supervisord:
         if not running and not (actions or desired):
             return {}
         if not running:
-            ended = end_orphans(self.root)
+            ended = end_orphans(self.root, [self.socket, self.given_socket])
             if ended:
                 done.append(f"ended {ended} processes left by a dead supervisord")
             self.start()

@@ -20,7 +20,7 @@ from .connections import ConnectOptions, connect
 from .errors import ConflictError, ReconcileError
 from .facts import gather
 from .plan import DELETE, NodePlan, plan_node
-from .render import DesiredNode
+from .render import DesiredNode, scrubbed
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,15 @@ def reconcile_node(
             name,
             FAILED,
             plan=plan,
-            error=_reason(desired.key, error),
+            error=scrubbed(desired, _reason(desired.key, error)),
             desired=desired,
             done=list(answer.get("done", [])),
         )
     except Exception as error:  # one node's bug must not stop the others
         log.debug("%s: unexpected failure", desired.key, exc_info=True)
-        message = f"unexpected error: {type(error).__name__}: {error}"
+        message = scrubbed(
+            desired, f"unexpected error: {type(error).__name__}: {error}"
+        )
         return NodeResult(
             desired.key, name, FAILED, plan=plan, error=message, desired=desired
         )

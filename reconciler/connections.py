@@ -74,15 +74,20 @@ def _payload(request: dict) -> str:
     return json.dumps({"agent": _agent(), "request": request})
 
 
+def _parsed(stdout: str) -> dict | None:
+    try:
+        answer = json.loads(stdout)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
 def _read_answer(key: str, op: str, status: int, stdout: str, stderr: str) -> dict:
     """Turn the agent's output into its answer, or raise NodeCommandError."""
     tail = stderr.strip()[-STDERR_TAIL:]
     suffix = f"\nstderr: {tail}" if tail else ""
-    try:
-        answer = json.loads(stdout)
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
+    answer = _parsed(stdout)
+    if answer is None:
         raise NodeCommandError(
             f"{key}: the agent's {op} gave no JSON answer (exit status {status})"
             + suffix
@@ -98,6 +103,7 @@ def _read_answer(key: str, op: str, status: int, stdout: str, stderr: str) -> di
 # What a local node's agent, supervisord and processes inherit from us: the
 # basics a login would give them, never our secrets (SSH passwords, {env:}
 # values) nor anything else of the controller's environment.
+STOP_GRACE = 10.0
 INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
@@ -117,25 +123,42 @@ class LocalConnection:
         op = request.get("op", "?")
         started = time.monotonic()
         try:
-            result = subprocess.run(
+            child = subprocess.Popen(
                 [self.python, "-c", BOOTSTRAP],
-                input=_payload(request).encode("ascii"),
-                capture_output=True,
-                timeout=self.command_timeout,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 env=node_environment(),
             )
         except FileNotFoundError:
             message = f"{self.key} (local): cannot run {self.python}: not found"
             raise ConnectionFailed(message) from None
+        payload = _payload(request).encode("ascii")
+        try:
+            stdout, stderr = child.communicate(payload, timeout=self.command_timeout)
         except subprocess.TimeoutExpired:
+            # SIGTERM first: the agent then records what it did before it ends.
+            child.terminate()
+            try:
+                stdout, stderr = child.communicate(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                stdout, stderr = child.communicate()
+            answer = _parsed(stdout.decode("utf-8", "replace"))
             message = f"{self.key}: {op} did not finish in {self.command_timeout} s"
-            raise NodeCommandError(message) from None
+            error = NodeCommandError(message)
+            error.answer = answer or {}
+            raise error from None
         finally:
             elapsed = time.monotonic() - started
             log.debug("%s: agent %s took %.2f s (local)", self.key, op, elapsed)
-        stdout = result.stdout.decode("utf-8", "replace")
-        stderr = result.stderr.decode("utf-8", "replace")
-        return _read_answer(self.key, op, result.returncode, stdout, stderr)
+        return _read_answer(
+            self.key,
+            op,
+            child.returncode,
+            stdout.decode("utf-8", "replace"),
+            stderr.decode("utf-8", "replace"),
+        )
 
     def close(self) -> None:
         """Nothing to release."""

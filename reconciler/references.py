@@ -167,6 +167,8 @@ def _services(state: State) -> Iterator[Problem]:
                 yield _at(service, ("type",), _missing("service-type", kind))
             continue
         options_schema = service_type.data.get("options", {})
+        if not _valid_schema(options_schema):
+            continue  # reported on the service type itself
         for path, message in schemas.errors(
             options_schema, options, service.doc, ("options",)
         ):
@@ -179,6 +181,14 @@ def _services(state: State) -> Iterator[Problem]:
                     f"missing option {name!r}: the command of service type "
                     f"{kind!r} ({service_type.file}) uses {{options.{name}}}",
                 )
+
+
+def _valid_schema(schema: dict) -> bool:
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError:
+        return False
+    return True
 
 
 def _option_names(service_type: StateObject) -> list[str]:

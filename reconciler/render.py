@@ -51,6 +51,11 @@ class DesiredNode:
     secret_params: dict[str, frozenset[str]] = field(default_factory=dict)
     # Files holding secret values: written readable by their owner only.
     private: set[str] = field(default_factory=set)
+    # argv files -> the positions that hold a secret option's value
+    secret_items: dict[str, frozenset[int]] = field(default_factory=dict)
+    # Secret values themselves, to scrub from text we cannot parse (a
+    # process's log in an error).
+    secret_values: set[str] = field(default_factory=set)
     _hashes: dict[str, str] = field(default_factory=dict, repr=False)
 
     def sha(self, path: str) -> str:
@@ -107,6 +112,7 @@ class _Renderer:
         self.shared: dict[str, dict[str, bytes]] = {}
         self.shared_hashes: dict[str, dict[str, str]] = {}
         self.private: dict[str, set[str]] = {}
+        self.secret_values: dict[str, set[str]] = {}
         self.secret_params = {
             integration.id: frozenset(secret_params(integration.data))
             for integration in state.of("integration").values()
@@ -180,6 +186,17 @@ class _Renderer:
                 )
         files["etc/users.json"] = users
         rendered = {path: to_json(value) for path, value in files.items()}
+        self.secret_values[instance] = {
+            user["password-hash"] for user in users if "password-hash" in user
+        } | {
+            str(value)
+            for tenant in tenants
+            for integration, params in files[f"etc/tenants/{tenant.id}.json"]
+            .get("integration-params", {})
+            .items()
+            for name, value in params.items()
+            if name in self.secret_params.get(integration, ())
+        }
         self.private[instance] = {"etc/users.json"} | {
             f"etc/tenants/{t.id}.json"
             for t in tenants
@@ -197,6 +214,7 @@ class _Renderer:
         desired.files = dict(self.instance_files(instance))
         desired._hashes.update(self.shared_hashes[instance])
         desired.private = set(self.private[instance])
+        desired.secret_values = set(self.secret_values[instance])
         # Every definition, used here or not: a node may still hold params of
         # an integration this state no longer gives it.
         desired.secret_params = self.secret_params
@@ -211,13 +229,16 @@ class _Renderer:
         )
         for process in processes:
             service = state.of("service")[f"{instance}/{process.data['service']}"]
-            desired.files[f"etc/services/{service.id}.json"] = to_json(
+            path = f"etc/services/{service.id}.json"
+            desired.files[path] = to_json(
                 {
                     key: service.data[key]
                     for key in ("id", "name", "type", "log-level", "options")
                     if key in service.data
                 }
             )
+            if SECRET_KEYS & set(service.data.get("options", {})):
+                desired.private.add(path)
 
         for path, text in MANAGERS[desired.manager].base_files(desired.root).items():
             desired.files[path] = text.encode()
@@ -288,6 +309,20 @@ class _Renderer:
         )
         for path, text in definitions.items():
             desired.files[path] = text.encode()
+        secret_items = frozenset(
+            i
+            for i, template in enumerate(service_type.data["command"])
+            if any(
+                name.removeprefix(templates.OPTION_PREFIX) in SECRET_KEYS
+                for name in templates.names(template)
+                if name.startswith(templates.OPTION_PREFIX)
+            )
+        )
+        if secret_items:
+            desired.secret_values.update(argv[i] for i in secret_items)
+            argv_path = next(p for p in definitions if p.endswith(".argv.json"))
+            desired.secret_items[argv_path] = secret_items
+            desired.private.add(argv_path)
         desired.processes[process.id] = DesiredProcess(
             id=process.id,
             service=service.id,
@@ -358,6 +393,9 @@ def masked(desired: DesiredNode, path: str, content: str) -> str:
         value = json.loads(content)
     except ValueError:
         return "(content withheld: not valid JSON, it may hold secrets)\n"
+    secret_items = desired.secret_items.get(path, frozenset())
+    if secret_items and isinstance(value, list):
+        value = [SENSITIVE if i in secret_items else v for i, v in enumerate(value)]
     return to_json(_mask(value, desired.secret_params, ())).decode()
 
 
@@ -375,3 +413,11 @@ def _mask(value: Any, secrets: dict[str, frozenset[str]], path: tuple) -> Any:
         )
         result[key] = SENSITIVE if secret else _mask(item, secrets, path + (key,))
     return result
+
+
+def scrubbed(desired: DesiredNode, text: str) -> str:
+    """Text from a node (a log, an error) with every known secret replaced."""
+    for value in sorted(desired.secret_values, key=len, reverse=True):
+        if len(value) >= 4:
+            text = text.replace(value, SENSITIVE)
+    return text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
@@ -131,6 +132,9 @@ def errors(
     except RecursionError:
         yield base, "the schema refers to itself without end"
         return
+    except re.error as error:
+        yield base, f"the schema holds an invalid regular expression: {error}"
+        return
     for error in found:
         yield from _explain(error, doc, base)
 
@@ -161,6 +165,9 @@ def _explain(
         if "string" in names and text is not None and not secret:
             message += f"; quote this value: '{text}'"
         yield path, message
+        return
+    if error.validator in ("anyOf", "oneOf") and secret:
+        yield path, "the value matches none of the allowed forms"
         return
     if error.validator in ("anyOf", "oneOf") and error.context:
         # Name the alternatives' own complaints rather than the whole value.

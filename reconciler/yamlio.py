@@ -190,7 +190,7 @@ class _Converter:
         if _looks_like_yaml11(text):
             raise YamlProblem(
                 node.start_mark.line + 1,
-                f"{text!r} is ambiguous in YAML (it may be read as a boolean, "
+                "this value is ambiguous in YAML (it may be read as a boolean, "
                 "number or date); quote this value, or write true/false",
                 path,
             )

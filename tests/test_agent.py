@@ -608,3 +608,16 @@ def test_a_manifest_edited_to_list_the_lock_cannot_make_apply_delete_it(node):
     with pytest.raises(NodeCommandError, match="reconcile writes only in etc/"):
         node.apply(delete=["log/supervisord.log"])
     assert Path(node.root, "log/supervisord.log").read_text() == "kept"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a link away")
+def test_a_root_reached_through_a_link_another_user_owns_is_refused(node):
+    link = Path(node.root).parent / (Path(node.root).name + "-link")
+    os.symlink(node.root, link)
+    os.lchown(link, 65534, 65534)
+    try:
+        with pytest.raises(NodeCommandError, match="symbolic link owned by uid 65534"):
+            node.call("facts", root=str(link), expect={})
+        assert os.listdir(node.root) == []
+    finally:
+        link.unlink()

@@ -37,7 +37,9 @@ def test_validate_lists_every_problem_sorted_on_stdout_and_exits_1(demo, capsys)
     lines = out.out.splitlines()
     assert lines == sorted(lines)
     assert lines[0] == "tenants/acme.yaml:1: $: missing required field 'name'"
-    assert lines[-1].startswith("tenants/globex.yaml:2: $.name: 'off' is ambiguous")
+    assert lines[-1].startswith(
+        "tenants/globex.yaml:2: $.name: this value is ambiguous"
+    )
     assert "quote this value" in lines[-1]
     assert "2 problems" in out.err
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import stat
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -135,6 +136,13 @@ def test_processes_left_by_a_killed_supervisord_are_replaced_not_duplicated(
         if pid.isdigit() and _parent(int(pid)) == daemon
     ]
     assert len(children) == 2
+    # Someone else's job that happens to work in the root must survive.
+    bystander = subprocess.Popen(
+        ["sleep", "300"],
+        cwd=root,
+        start_new_session=True,
+        env={"PATH": "/bin:/usr/bin"},
+    )
     os.kill(daemon, signal.SIGKILL)  # as the OOM killer would: children live on
 
     code, out = run(capsys, "apply", str(state))
@@ -143,6 +151,9 @@ def test_processes_left_by_a_killed_supervisord_are_replaced_not_duplicated(
     assert new_daemon != daemon
     for pid in children:
         assert _parent(pid) in (None, 0), f"orphan {pid} still runs"
+    assert bystander.poll() is None, "a process reconcile never started was ended"
+    bystander.kill()
+    bystander.wait()
     code, out = run(capsys, "plan", str(state), "--detailed-exitcode")
     assert code == 0, out
 
@@ -172,3 +183,52 @@ def test_a_local_node_inherits_none_of_the_controllers_secrets(
         environ = Path(f"/proc/{pid}/environ").read_bytes()
         assert b"do-not-leak-4711" not in environ
         assert b"PATH=" in environ
+
+
+def test_an_apply_cut_short_by_its_timeout_records_what_it_wrote(local, capsys):
+    state, root = local
+    # Starting two programs takes over a second (each must stay up 1 s).
+    code, out = run(capsys, "apply", str(state), "--command-timeout", "1")
+    assert code == 1, out
+    assert "did not finish in 1.0 s" in out
+    assert "done before the failure: wrote 13 files, started supervisord" in out
+    manifest = json.loads((root / ".reconcile/manifest.json").read_text())
+    assert "etc/users.json" in manifest["files"]
+    code, out = run(capsys, "apply", str(state))
+    assert code == 0, out
+
+
+def _give_secret_option(state: Path, kind: str, service: str, value: str) -> None:
+    path = state / f"service-types/{kind}.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["command"].append("{options.password}")
+    path.write_text(yaml.safe_dump(data))
+    path = state / f"instances/IN1/services/{service}.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["options"]["password"] = value
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_a_secret_option_on_the_command_line_is_masked_and_private(local, capsys):
+    state, root = local
+    _give_secret_option(state, "echo-listener", "SV2", "first-secret-1")
+    code, out = run(capsys, "apply", str(state))
+    assert code == 0, out
+    _give_secret_option(state, "echo-listener", "SV2", "second-secret-2")
+    code, out = run(capsys, "plan", str(state), "--detailed-exitcode")
+    assert code == 2, out
+    assert ".argv.json  (changed)" in out
+    assert "secret-1" not in out and "secret-2" not in out
+    argv_files = list((root / "supervisor/programs").glob("*.argv.json"))
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in argv_files}
+    assert modes == {0o600, 0o644}  # only the echo process holds the secret
+
+
+def test_a_process_log_quoted_in_an_error_is_scrubbed_of_secrets(local, capsys):
+    state, root = local
+    # http.server refuses the extra argument and prints it in its usage error.
+    _give_secret_option(state, "config-web", "SV1", "leaky-secret-3")
+    code, out = run(capsys, "apply", str(state))
+    assert code == 1, out
+    assert "unrecognized arguments: (sensitive)" in out
+    assert "leaky-secret-3" not in out

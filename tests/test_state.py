@@ -152,6 +152,27 @@ BAD_FILES = {
         "instances/IN1/nodes/ND2.yaml:3: $.root: instances/IN1/nodes/ND1.yaml "
         "already manages root '/tmp/cxengage-demo'",
     ),
+    "a root spelled with a doubled or trailing slash": (
+        "instances/IN1/nodes/ND1.yaml",
+        "name: n\nconnection: local\nroot: /tmp//cxengage-demo/\n",
+        '$.root: "/tmp//cxengage-demo/" is not a valid root',
+    ),
+    "an options schema with a broken regular expression": (
+        "service-types/config-web.yaml",
+        "command: ['{python}', '{options.port}']\n"
+        "options: {patternProperties: {'(': {}}}\n",
+        "service-types/config-web.yaml:2: $.options: not a valid JSON Schema",
+    ),
+    "a numeric node password is not quoted in its message": (
+        "instances/IN1/nodes/ND1.yaml",
+        "name: n\nip-address: h\nusername: u\npassword: 55554444333\n",
+        "$.password: the value matches none of the allowed forms",
+    ),
+    "an ambiguous secret is not quoted in its message": (
+        "users/dan@example.com.yaml",
+        "name: Dan\npassword-hash: 0x1234abcd\n",
+        "$.password-hash: this value is ambiguous in YAML",
+    ),
     "a service missing an option its command needs": (
         "instances/IN1/services/SV9.yaml",
         "name: X\ntype: config-web\n",
@@ -168,6 +189,8 @@ def test_bad_input_is_reported_with_file_line_and_path(state: Path, case: str):
     path.write_text(text)
     found = problems_of(state)
     assert any(expected in problem for problem in found), found
+    for secret in ("55554444333", "0x1234abcd", "hunter2"):
+        assert not any(secret in problem for problem in found), found
 
 
 def test_every_problem_is_reported_at_once_and_sorted(state: Path):
