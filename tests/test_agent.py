@@ -15,27 +15,21 @@ import signal
 import socket
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from sshd import wait_until
 
 from reconciler.connections import LocalConnection
 from reconciler.errors import NodeCommandError
 from reconciler.supervisors import supervisord
 
-POLL = 0.05
 TIMEOUT = 15.0
 
 
 def wait_for(condition, timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(POLL)
-    return True
+    return wait_until(condition, timeout)
 
 
 def is_alive(pid: int) -> bool:

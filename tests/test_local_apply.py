@@ -130,11 +130,7 @@ def test_processes_left_by_a_killed_supervisord_are_replaced_not_duplicated(
     state, root = local
     assert run(capsys, "apply", str(state))[0] == 0
     daemon = int((root / "run/supervisord.pid").read_text())
-    children = [
-        int(pid)
-        for pid in os.listdir("/proc")
-        if pid.isdigit() and _parent(int(pid)) == daemon
-    ]
+    children = _children(daemon)
     assert len(children) == 2
     # Someone else's job that happens to work in the root must survive.
     bystander = subprocess.Popen(
@@ -158,6 +154,14 @@ def test_processes_left_by_a_killed_supervisord_are_replaced_not_duplicated(
     assert code == 0, out
 
 
+def _children(daemon: int) -> list[int]:
+    return [
+        int(pid)
+        for pid in os.listdir("/proc")
+        if pid.isdigit() and _parent(int(pid)) == daemon
+    ]
+
+
 def _parent(pid: int) -> int | None:
     """The parent of a running process; None once it is gone or a zombie."""
     try:
@@ -174,11 +178,7 @@ def test_a_local_node_inherits_none_of_the_controllers_secrets(
     monkeypatch.setenv("OTHER_NODE_SSH_PASSWORD", "do-not-leak-4711")
     assert run(capsys, "apply", str(state))[0] == 0
     daemon = int((root / "run/supervisord.pid").read_text())
-    programs = [
-        int(pid)
-        for pid in os.listdir("/proc")
-        if pid.isdigit() and _parent(int(pid)) == daemon
-    ]
+    programs = _children(daemon)
     for pid in [daemon, *programs]:
         environ = Path(f"/proc/{pid}/environ").read_bytes()
         assert b"do-not-leak-4711" not in environ
