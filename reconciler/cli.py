@@ -65,13 +65,16 @@ def _verbosity(func: Callable[..., Any]) -> Callable[..., Any]:
         count=True,
         expose_value=False,
         callback=set_level,
-        help="More logging on stderr (-vv: debug).",
+        help="More logging on stderr (-vv: debug, -vvv: SSH libraries too).",
     )(func)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "-v", "--verbose", count=True, help="More logging on stderr (-vv: debug)."
+    "-v",
+    "--verbose",
+    count=True,
+    help="More logging on stderr (-vv: debug, -vvv: SSH libraries too).",
 )
 @click.version_option(__version__, prog_name="reconcile")
 def cli(verbose: int) -> None:

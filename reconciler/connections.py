@@ -251,11 +251,14 @@ class SshConnection:
             host=address,
             user=user,
             port=port,
+            # lazy: no /etc/fabric.yaml nor ~/.fabric.yaml may change how we
+            # connect; everything comes from the node and the options.
             config=fabric.Config(
+                lazy=True,
                 overrides={
                     "load_ssh_configs": False,
                     "runners": {"remote": _PayloadRemote},
-                }
+                },
             ),
             connect_kwargs=self._connect_kwargs(node, options),
         )

@@ -142,7 +142,7 @@ def summary(results: list[NodeResult], applied: bool) -> str:
     if totals["nodes_changed"] == 0 and not failed:
         head = f"Nothing to do: {unchanged} of {total} nodes match the state."
     elif totals["nodes_changed"] == 0:
-        head = f"No changes on the {unchanged} of {total} nodes that answered."
+        head = f"No node changed: {unchanged} of {total} nodes match the state."
     else:
         head = _changes(totals, applied) + (
             f" on {totals['nodes_changed']} of {total} nodes."

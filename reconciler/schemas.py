@@ -106,6 +106,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _hint(error: ValidationError) -> str:
+    """The schema's own description of a field, as the fix to a refusal."""
+    description = error.parent.schema.get("description") if error.parent else None
+    return description or error.schema.get("description") or "see its schema"
+
+
 def is_secret(path: JsonPath) -> bool:
     """Values at these paths are never shown in a message."""
     return any(part in SECRET_FIELDS for part in path if isinstance(part, str))
@@ -178,6 +184,10 @@ def _explain(
         pattern = str(error.validator_value).removesuffix("(?!\\n)")
         field = next((p for p in reversed(path) if isinstance(p, str)), "value")
         yield path, f"{shown} is not a valid {field}: it must match {pattern}"
+        return
+    if error.validator == "not":
+        field = next((p for p in reversed(path) if isinstance(p, str)), "value")
+        yield path, f"{shown} is not a valid {field}; {_hint(error)}"
         return
     if secret:
         yield (

@@ -191,7 +191,8 @@ class _Converter:
             raise YamlProblem(
                 node.start_mark.line + 1,
                 "this value is ambiguous in YAML (it may be read as a boolean, "
-                "number or date); quote this value, or write true/false",
+                "number or date); quote this value if it is text, or write "
+                "true or false for a boolean",
                 path,
             )
         return text

@@ -74,7 +74,7 @@ def test_a_failed_apply_says_what_it_did_and_a_later_apply_cleans_up(local, caps
     assert f"IN1/ND1 (Local demo node): FAILED: apply failed: process {BROKEN}" in out
     assert "done before the failure: wrote 16 files, started supervisord" in out
     assert "Nothing to do" not in out
-    assert "No changes on the 0 of 1 nodes that answered." in out
+    assert "No node changed: 0 of 1 nodes match the state. Failed: IN1/ND1." in out
 
     # What the failed run wrote is owned: removing it from the state prunes it.
     manifest = json.loads((root / ".reconcile/manifest.json").read_text())
