@@ -9,6 +9,7 @@ written as `{env: NAME}`, and touches no node.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -27,6 +28,17 @@ from .supervisors import MANAGERS, definition_files
 log = logging.getLogger(__name__)
 
 SENSITIVE = "(sensitive)"
+# Masked values carry a short tag keyed with this run's random key: a diff
+# shows that a secret changed (the tags differ) without anything that could
+# be checked against a guess once the run is over.
+_TAG_KEY = os.urandom(32)
+
+
+def _tagged(value: Any) -> str:
+    digest = hmac.new(_TAG_KEY, json.dumps(value).encode(), hashlib.sha256)
+    return f"(sensitive {digest.hexdigest()[:6]})"
+
+
 # Keys whose values are secrets wherever they appear in a rendered file.
 SECRET_KEYS = frozenset({"password", "password-hash"})
 
@@ -395,7 +407,7 @@ def masked(desired: DesiredNode, path: str, content: str) -> str:
         return "(content withheld: not valid JSON, it may hold secrets)\n"
     secret_items = desired.secret_items.get(path, frozenset())
     if secret_items and isinstance(value, list):
-        value = [SENSITIVE if i in secret_items else v for i, v in enumerate(value)]
+        value = [_tagged(v) if i in secret_items else v for i, v in enumerate(value)]
     return to_json(_mask(value, desired.secret_params, ())).decode()
 
 
@@ -411,7 +423,7 @@ def _mask(value: Any, secrets: dict[str, frozenset[str]], path: tuple) -> Any:
         secret = key in SECRET_KEYS or (
             inside_params and key in secrets.get(path[1], {key})
         )
-        result[key] = SENSITIVE if secret else _mask(item, secrets, path + (key,))
+        result[key] = _tagged(item) if secret else _mask(item, secrets, path + (key,))
     return result
 
 
