@@ -117,14 +117,21 @@ def node_python(node: dict[str, Any]) -> str:
     return sys.executable if node.get("connection") == "local" else "python3"
 
 
+@dataclass
+class _Shared:
+    """What every node of one instance holds alike, rendered once."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    hashes: dict[str, str] = field(default_factory=dict)
+    private: set[str] = field(default_factory=set)
+    secret_values: set[str] = field(default_factory=set)
+
+
 class _Renderer:
     def __init__(self, state: State, environ: dict[str, str] | None):
         self.state = state
         self.environ = environ
-        self.shared: dict[str, dict[str, bytes]] = {}
-        self.shared_hashes: dict[str, dict[str, str]] = {}
-        self.private: dict[str, set[str]] = {}
-        self.secret_values: dict[str, set[str]] = {}
+        self.shared: dict[str, _Shared] = {}
         self.secret_params = {
             integration.id: frozenset(secret_params(integration.data))
             for integration in state.of("integration").values()
@@ -163,7 +170,7 @@ class _Renderer:
             data["integration-params"] = params
         return data
 
-    def instance_files(self, instance: str) -> dict[str, bytes]:
+    def instance_files(self, instance: str) -> _Shared:
         """The files every node of an instance shares, rendered once."""
         if instance in self.shared:
             return self.shared[instance]
@@ -181,52 +188,49 @@ class _Renderer:
         )
         tenant_ids = {t.id for t in tenants}
         integrations: set[str] = set()
+        shared = _Shared()
         for tenant in tenants:
-            files[f"etc/tenants/{tenant.id}.json"] = self.tenant(tenant)
+            rendered = self.tenant(tenant)
+            files[f"etc/tenants/{tenant.id}.json"] = rendered
             integrations.update(tenant.data.get("integrations", []))
+            for integration, params in rendered.get("integration-params", {}).items():
+                secret = self.secret_params.get(integration, frozenset())
+                shared.secret_values.update(
+                    str(value) for name, value in params.items() if name in secret
+                )
+                shared.private.add(f"etc/tenants/{tenant.id}.json")
         for integration in sorted(integrations):
             definition = state.of("integration")[integration].data
             files[f"etc/integrations/{integration}.json"] = definition
 
         users = []
         for user in sorted(state.of("user").values(), key=lambda u: u.id):
-            shared = [t for t in user.data.get("tenants", []) if t in tenant_ids]
-            if shared:
+            common = [t for t in user.data.get("tenants", []) if t in tenant_ids]
+            if common:
                 users.append(
                     {k: v for k, v in user.data.items() if k != "tenants"}
-                    | {"tenants": shared}
+                    | {"tenants": common}
                 )
+                if "password-hash" in user.data:
+                    shared.secret_values.add(user.data["password-hash"])
         files["etc/users.json"] = users
-        rendered = {path: to_json(value) for path, value in files.items()}
-        self.secret_values[instance] = {
-            user["password-hash"] for user in users if "password-hash" in user
-        } | {
-            str(value)
-            for tenant in tenants
-            for integration, params in files[f"etc/tenants/{tenant.id}.json"]
-            .get("integration-params", {})
-            .items()
-            for name, value in params.items()
-            if name in self.secret_params.get(integration, ())
-        }
-        self.private[instance] = {"etc/users.json"} | {
-            f"etc/tenants/{t.id}.json"
-            for t in tenants
-            if "integration-params" in t.data
-        }
-        self.shared[instance] = rendered
-        self.shared_hashes[instance] = {p: sha256(d) for p, d in rendered.items()}
-        return rendered
+        shared.private.add("etc/users.json")
+
+        shared.files = {path: to_json(value) for path, value in files.items()}
+        shared.hashes = {path: sha256(data) for path, data in shared.files.items()}
+        self.shared[instance] = shared
+        return shared
 
     def node(self, node: StateObject) -> DesiredNode:
         state = self.state
         instance = node.instance
         desired = DesiredNode(key=node.key, node=dict(node.data))
         desired.node.setdefault("python", node_python(node.data))
-        desired.files = dict(self.instance_files(instance))
-        desired._hashes.update(self.shared_hashes[instance])
-        desired.private = set(self.private[instance])
-        desired.secret_values = set(self.secret_values[instance])
+        shared = self.instance_files(instance)
+        desired.files = dict(shared.files)
+        desired._hashes.update(shared.hashes)
+        desired.private = set(shared.private)
+        desired.secret_values = set(shared.secret_values)
         # Every definition, used here or not: a node may still hold params of
         # an integration this state no longer gives it.
         desired.secret_params = self.secret_params
