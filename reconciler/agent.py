@@ -186,7 +186,10 @@ def make_dirs(root: str, directory: str) -> None:
     if is_inside(root, existing) and not is_inside(root, os.path.realpath(existing)):
         raise AgentError(f"refused {existing!r}: a symlink leads outside root")
     for path in reversed(missing):
-        os.mkdir(path, 0o755)
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            continue  # another apply made it first; checked below like any
         os.chmod(path, 0o755)
     if not is_inside(root, os.path.realpath(directory)):
         raise AgentError(f"refused {directory!r}: it is outside root")
