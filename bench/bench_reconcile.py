@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import resource
 import shutil
 import statistics
@@ -26,61 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from large_state import make_state, write_yaml
 
 from reconciler import render, state
 from reconciler.apply import CHANGED, UNCHANGED, NodeResult, reconcile
 from reconciler.connections import ConnectOptions
 
-DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
 Rows = list[tuple[str, str, str, str]]
-
-
-def _write(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-
-
-def make_state(
-    root: Path, roots: Path, instances: int, tenants: int, users: int, nodes: int
-) -> None:
-    """Write a valid state of that size under root; node roots go under roots."""
-    rng = random.Random(1)
-    for kind in ("integrations", "service-types"):
-        shutil.copytree(DEMO / kind, root / kind)
-    demo_instance = yaml.safe_load((DEMO / "instances/IN1.yaml").read_text())
-    services = DEMO / "instances/IN1/services"
-    for i in range(1, instances + 1):
-        name = f"IN{i}"
-        _write(root / f"instances/{name}.yaml", demo_instance | {"id": name})
-        shutil.copytree(services, root / f"instances/{name}/services")
-    for n in range(nodes):
-        instance, node = f"IN{n % instances + 1}", f"ND{n // instances + 1}"
-        fields = {"name": f"bench {instance}/{node}", "connection": "local"}
-        fields["root"] = str(roots / f"{instance}-{node}")
-        _write(root / f"instances/{instance}/nodes/{node}.yaml", fields)
-    tenant_ids = [f"t{t:05d}" for t in range(tenants)]
-    for t, tenant in enumerate(tenant_ids):
-        data: dict[str, Any] = {
-            "name": f"Tenant {t}",
-            "instance": f"IN{t % instances + 1}",
-            "rate-limit": 50 + t % 200,
-            "integrations": ["echo", "pusher"] if t % 2 else ["echo"],
-        }
-        if t % 2:
-            secret = rng.randbytes(12).hex()
-            data["integration-params"] = {"pusher": {"key": tenant, "secret": secret}}
-        _write(root / f"tenants/{tenant}.yaml", data)
-    for u in range(users):
-        salt, digest = rng.randbytes(16).hex(), rng.randbytes(32).hex()
-        _write(
-            root / f"users/user{u:06d}@example.com.yaml",
-            {
-                "name": f"User {u}",
-                "client-id": rng.randbytes(16).hex(),
-                "tenants": rng.sample(tenant_ids, rng.randint(1, min(3, tenants))),
-                "password-hash": f"$scrypt$ln=14,r=8,p=1${salt}${digest}",
-            },
-        )
 
 
 def timed(runs: int, func: Callable[[], Any]) -> tuple[list[float], Any]:
@@ -139,7 +90,7 @@ def bench(args: argparse.Namespace, work: Path, roots: Path) -> tuple[Rows, str]
 
     # Tenant 0 is on IN1: only IN1's nodes see one file change.
     tenant = work / "tenants/t00000.yaml"
-    _write(tenant, yaml.safe_load(tenant.read_text()) | {"name": "Renamed"})
+    write_yaml(tenant, yaml.safe_load(tenant.read_text()) | {"name": "Renamed"})
     changed = render.render(state.load(work))
     expect = {k: {"etc/tenants/t00000.json"} for k in changed if k.startswith("IN1/")}
     times, results = timed(runs, lambda: run(False, changed))

@@ -135,59 +135,68 @@ def _count(number: int, kind: str) -> str:
     return f"{number} {kind}es" if kind.endswith("s") else f"{number} {kind}s"
 
 
-def _connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--node",
-            "nodes",
-            multiple=True,
-            metavar="ID",
-            help="Only this node (IN1/ND1, or ND1 when unique). Repeatable.",
-        ),
-        click.option(
-            "--parallel",
-            default=10,
-            show_default=True,
-            type=click.IntRange(1, 256),
-            help="Nodes handled at once.",
-        ),
-        click.option(
-            "--identity",
-            "-i",
-            type=click.Path(exists=True, dir_okay=False),
-            help="SSH private key (default: the SSH agent and node settings).",
-        ),
-        click.option(
-            "--known-hosts",
-            type=click.Path(dir_okay=False),
-            help="known_hosts file to check host keys against "
-            "(default: ~/.ssh/known_hosts).",
-        ),
-        click.option(
-            "--accept-new-host-keys",
-            is_flag=True,
-            help="Trust and record the key of a host not yet in known_hosts "
-            "(a changed key is still refused).",
-        ),
-        click.option(
-            "--connect-timeout",
-            default=10.0,
-            show_default=True,
-            type=click.FloatRange(0.1, 600),
-            help="Seconds to wait for a node.",
-        ),
-        click.option(
-            "--command-timeout",
-            default=120.0,
-            show_default=True,
-            type=click.FloatRange(1, 3600),
-            help="Seconds one node may take to answer.",
-        ),
-        click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout."),
-    ]
+def _options(func: Callable[..., Any], options: list) -> Callable[..., Any]:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+PARALLEL_OPTION = click.option(
+    "--parallel",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Nodes handled at once.",
+)
+
+SSH_OPTIONS = [
+    click.option(
+        "--identity",
+        "-i",
+        type=click.Path(exists=True, dir_okay=False),
+        help="SSH private key (default: the SSH agent and node settings).",
+    ),
+    click.option(
+        "--known-hosts",
+        type=click.Path(dir_okay=False),
+        help="known_hosts file to check host keys against "
+        "(default: ~/.ssh/known_hosts).",
+    ),
+    click.option(
+        "--accept-new-host-keys",
+        is_flag=True,
+        help="Trust and record the key of a host not yet in known_hosts "
+        "(a changed key is still refused).",
+    ),
+    click.option(
+        "--connect-timeout",
+        default=10.0,
+        show_default=True,
+        type=click.FloatRange(0.1, 600),
+        help="Seconds to wait for a node.",
+    ),
+    click.option(
+        "--command-timeout",
+        default=120.0,
+        show_default=True,
+        type=click.FloatRange(1, 3600),
+        help="Seconds one node may take to answer.",
+    ),
+]
+
+
+def _connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    node = click.option(
+        "--node",
+        "nodes",
+        multiple=True,
+        metavar="ID",
+        help="Only this node (IN1/ND1, or ND1 when unique). Repeatable.",
+    )
+    as_json = click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON on stdout."
+    )
+    return _options(func, [node, PARALLEL_OPTION, *SSH_OPTIONS, as_json])
 
 
 def _select(keys: Sequence[str], wanted: Sequence[str]) -> list[str]:
@@ -272,6 +281,71 @@ def apply(state: Path, take_over: bool, **kwargs: Any) -> None:
     results = _run(state, apply=True, take_over=take_over, **kwargs)
     if any(result.status == FAILED for result in results):
         sys.exit(1)
+
+
+@cli.command()
+@STATE_ARG
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. The API has no authentication: keep "
+    "it on loopback or a trusted network.",
+)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--threads",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Requests served at once.",
+)
+@click.option(
+    "--no-commit",
+    is_flag=True,
+    help="Do not commit writes, even when the state is a git work tree.",
+)
+@lambda func: _options(func, [PARALLEL_OPTION, *SSH_OPTIONS])
+@_verbosity
+def serve(
+    state: Path,
+    host: str,
+    port: int,
+    threads: int,
+    no_commit: bool,
+    parallel: int,
+    **connection: Any,
+) -> None:
+    """Serve the platform's /1.0 admin API over the state files.
+
+    Reads and writes the same YAML files that apply reads; each write is
+    validated, written atomically and, in a git work tree, committed. Stops
+    cleanly on SIGTERM or Ctrl-C.
+    """
+    from .api.server import serve as run_server
+    from .store import Store
+
+    store = Store(state, commit=not no_commit)
+    run_server(
+        store,
+        host,
+        port,
+        ConnectOptions(**connection),
+        threads=threads,
+        parallel=parallel,
+        ready=lambda url: click.echo(
+            f"Serving {url}/1.0/ from '{state}'"
+            f"{' (writes are committed to git)' if store.repo else ''}; "
+            "Ctrl-C stops.",
+            err=True,
+        ),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

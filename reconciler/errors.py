@@ -46,3 +46,53 @@ class NodeCommandError(ReconcileError):
 
 class ConflictError(ReconcileError):
     """Applying would overwrite a file on a node that reconcile does not own."""
+
+
+class ObjectNotFound(ReconcileError):
+    """No object of that kind has that id."""
+
+
+class ObjectExists(ReconcileError):
+    """An object of that kind already has that id."""
+
+
+class ObjectInUse(ReconcileError):
+    """The object cannot go: others still refer to it (named in `details`)."""
+
+    def __init__(self, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.details = details or {}
+
+
+class StaleObject(ReconcileError):
+    """The object changed since the version the caller named."""
+
+
+class InvalidObject(ReconcileError):
+    """A wished-for object breaks its schema or names what does not exist.
+
+    `problems` holds (field path, message) pairs, path as `$.a.b`.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__(
+            "; ".join(
+                f"{path}: {message}" if path != "$" else message
+                for path, message in problems
+            )
+        )
+
+
+class BrokenObject(ReconcileError):
+    """An object's file on disk is invalid, so it cannot be served or edited."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(set(problems))
+        super().__init__(
+            "the state file is invalid: " + "; ".join(str(p) for p in self.problems)
+        )
+
+
+class WriteFailed(ReconcileError):
+    """A change could not be written or committed; nothing was changed."""

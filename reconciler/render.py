@@ -437,3 +437,16 @@ def scrubbed(desired: DesiredNode, text: str) -> str:
         if len(value) >= 4:
             text = text.replace(value, SENSITIVE)
     return text
+
+
+def bare(node: StateObject) -> DesiredNode:
+    """A node that should run nothing: only its process manager's own files.
+
+    Applying it stops and removes every process reconcile started there and
+    deletes the configuration it wrote, as before the node leaves the state.
+    """
+    desired = DesiredNode(key=node.key, node=dict(node.data))
+    desired.node.setdefault("python", node_python(node.data))
+    for path, text in MANAGERS[desired.manager].base_files(desired.root).items():
+        desired.files[path] = text.encode()
+    return desired

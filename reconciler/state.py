@@ -186,50 +186,60 @@ class _Reader:
             self.read_folder(entry, kind, instance)
 
     def read_object(self, path: Path, kind: str, instance: str | None) -> None:
-        file = self.rel(path)
         name = path.name[: -len(SUFFIX)]
-        self.state.broken.add((kind, f"{instance}/{name}" if instance else name))
-        try:
-            doc = read(path)
-        except YamlProblem as error:
-            self.problem(file, error.line, schemas.json_path(error.path), error.message)
-            return
-        if doc.data is None:
-            self.problem(file, 1, "$", f"the file is empty; it should hold one {kind}")
-            return
-        if not isinstance(doc.data, dict):
-            self.problem(
-                file,
-                1,
-                "$",
-                f"expected a mapping of fields, got {schemas.describe(doc.data)}",
-            )
-            return
+        key = f"{instance}/{name}" if instance else name
+        obj, problems = read_object(self.root, path, kind, instance)
+        self.problems.extend(problems)
+        if obj is None:
+            self.state.broken.add((kind, key))
+        else:
+            self.state.add(obj)
 
-        id_field = schemas.ID_FIELD[kind]
-        data = dict(doc.data)
-        given = data.setdefault(id_field, name)
-        if given != name:
-            self.problem(
+
+def read_object(
+    root: Path, path: Path, kind: str, instance: str | None
+) -> tuple[StateObject | None, list[Problem]]:
+    """Read one object's file and check it against its kind's schema.
+
+    Returns the object, or None and the problems that make it invalid.
+    """
+    file = path.relative_to(root).as_posix()
+    name = path.name[: -len(SUFFIX)]
+    try:
+        doc = read(path)
+    except YamlProblem as error:
+        where = schemas.json_path(error.path)
+        return None, [Problem(file, error.line, where, error.message)]
+    if doc.data is None:
+        return None, [
+            Problem(file, 1, "$", f"the file is empty; it should hold one {kind}")
+        ]
+    if not isinstance(doc.data, dict):
+        message = f"expected a mapping of fields, got {schemas.describe(doc.data)}"
+        return None, [Problem(file, 1, "$", message)]
+
+    id_field = schemas.ID_FIELD[kind]
+    data = dict(doc.data)
+    given = data.setdefault(id_field, name)
+    if given != name:
+        return None, [
+            Problem(
                 file,
                 doc.line_of((id_field,)),
                 f"$.{id_field}",
                 f"{id_field} {given!r} differs from the file name {path.name!r}; "
                 "rename the file or fix the id",
             )
-            return
+        ]
 
-        data = schemas.with_defaults(kind, data)
-        found = False
-        for json_path, message in schemas.errors(kind, data, doc):
-            found = True
-            self.problem(
-                file, doc.line_of(json_path), schemas.json_path(json_path), message
-            )
-        if not found:
-            obj = StateObject(kind, name, data, file, doc, instance)
-            self.state.add(obj)
-            self.state.broken.discard((kind, obj.key))
+    data = schemas.with_defaults(kind, data)
+    problems = [
+        Problem(file, doc.line_of(json_path), schemas.json_path(json_path), message)
+        for json_path, message in schemas.errors(kind, data, doc)
+    ]
+    if problems:
+        return None, problems
+    return StateObject(kind, name, data, file, doc, instance), []
 
 
 def load(root: Path | str) -> State:

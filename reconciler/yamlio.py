@@ -84,7 +84,7 @@ class _Loader(_BaseLoader):  # type: ignore[valid-type, misc]
         return super().resolve(kind, value, implicit)
 
 
-def _looks_like_yaml11(text: str) -> bool:
+def looks_like_yaml11(text: str) -> bool:
     """True when YAML 1.1 would read this plain scalar as a non-string."""
     resolved = yaml.SafeLoader.resolve(
         yaml.SafeLoader, yaml.ScalarNode, text, (True, False)
@@ -187,7 +187,7 @@ class _Converter:
                     path,
                 )
             return int(text) if number is None else number
-        if _looks_like_yaml11(text):
+        if looks_like_yaml11(text):
             raise YamlProblem(
                 node.start_mark.line + 1,
                 "this value is ambiguous in YAML (it may be read as a boolean, "

@@ -1,0 +1,22 @@
+"""The platform's `/1.0` admin API, served over the state files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..connections import ConnectOptions
+from ..store import Store
+from . import openapi, platform
+from .http import PREFIX, PathAliases, application
+
+
+def make_app(
+    store: Store, options: ConnectOptions | None = None, parallel: int = 10
+) -> Callable:
+    """The WSGI application of the API over `store`."""
+    api = platform.Api(store, options or ConnectOptions(), parallel)
+    app = application(platform.ROUTES, api)
+    return PathAliases(app, {f"{PREFIX}/tenant": f"{PREFIX}/tenants"})
+
+
+__all__ = ["make_app", "openapi"]

@@ -1,0 +1,263 @@
+"""HTTP plumbing of the API: routes as data, JSON in and out, errors as JSON.
+
+Every route is declared once, as a `Route`, and that one list feeds both
+Bottle and the OpenAPI document. A handler returns a `Reply` or raises; the
+project's exceptions become status codes here and nowhere else, and every
+error answer, the router's own 404 and 405 included, is a JSON object with
+an `error` field.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import bottle
+
+from ..errors import (
+    BrokenObject,
+    ConnectionFailed,
+    InvalidObject,
+    NodeCommandError,
+    ObjectExists,
+    ObjectInUse,
+    ObjectNotFound,
+    StaleObject,
+    StateError,
+    WriteFailed,
+)
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/1.0"
+# The largest request body accepted, in bytes (an integration definition is
+# the largest object; the same limit as a state file).
+MAX_BODY = 1024 * 1024
+
+STATUS_OF = {
+    InvalidObject: 400,
+    ObjectNotFound: 404,
+    ObjectExists: 409,
+    ObjectInUse: 409,
+    StaleObject: 412,
+    BrokenObject: 500,
+    StateError: 500,
+    WriteFailed: 500,
+    ConnectionFailed: 502,
+    NodeCommandError: 502,
+}
+
+
+class ApiError(Exception):
+    """A refusal with its status code, raised by the HTTP layer itself."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One operation of the API, for Bottle and for the OpenAPI document."""
+
+    method: str
+    path: str  # with {name} parameters, as OpenAPI writes them
+    handler: Callable[..., Reply]
+    summary: str
+    status: int = 200
+    request: str | None = None  # a request shape's name (see shapes.py)
+    answer: str | None = None  # an answer shape's name, None for no body
+    etag: bool = False  # the answer carries an ETag; If-Match is honoured
+
+    @property
+    def bottle_path(self) -> str:
+        return self.path.replace("{", "<").replace("}", ">")
+
+
+def json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, ensure_ascii=False) + "\n").encode()
+
+
+def error_body(message: str, details: dict | None = None) -> bytes:
+    return json_bytes({"error": message, **(details or {})})
+
+
+# -- reading requests
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"field {key!r} is given twice")
+        result[key] = value
+    return result
+
+
+def _check_content_type(environ: dict) -> None:
+    given = environ.get("CONTENT_TYPE", "")
+    media, *params = [part.strip() for part in given.split(";")]
+    if media.lower() != "application/json":
+        shown = f"{given!r}" if given else "none"
+        raise ApiError(
+            415, f"the body must be JSON sent as application/json; got {shown}"
+        )
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            if value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+                raise ApiError(415, f"the body must be UTF-8, not {value.strip()}")
+
+
+def read_body(environ: dict) -> bytes:
+    """The request's raw body, at most MAX_BODY bytes."""
+    length = environ.get("CONTENT_LENGTH") or ""
+    stream = environ["wsgi.input"]
+    too_big = ApiError(
+        413,
+        f"the body is over {MAX_BODY} bytes, the limit for one request",
+        {"Connection": "close"},
+    )
+    if length:
+        try:
+            size = int(length)
+        except ValueError:
+            raise ApiError(400, f"invalid Content-Length {length!r}") from None
+        if size > MAX_BODY:
+            raise too_big
+        return stream.read(size) if size > 0 else b""
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        data = stream.read(MAX_BODY + 1)
+        if len(data) > MAX_BODY:
+            raise too_big
+        return data
+    return b""
+
+
+def json_object(environ: dict) -> dict[str, Any]:
+    """The request's body as a JSON object; ApiError for anything else."""
+    raw = read_body(environ)
+    if not raw.strip():
+        raise ApiError(400, "the request needs a JSON object as its body")
+    _check_content_type(environ)
+    try:
+        text = raw.decode("utf-8")
+        value = json.loads(
+            text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates
+        )
+    except UnicodeDecodeError:
+        raise ApiError(400, "the body is not valid UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise ApiError(
+            400,
+            f"malformed JSON at line {error.lineno} column {error.colno}: {error.msg}",
+        ) from None
+    except (ValueError, RecursionError) as error:
+        raise ApiError(400, f"malformed JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return value
+
+
+# -- the application
+
+
+def _answer(status: int, body: bytes, headers: dict[str, str]) -> bottle.HTTPResponse:
+    response = bottle.HTTPResponse(body=body, status=status)
+    if body:
+        response.content_type = "application/json"
+    for name, value in headers.items():
+        response.set_header(name, value)
+    return response
+
+
+def _failure(error: Exception) -> bottle.HTTPResponse:
+    if isinstance(error, ApiError):
+        return _answer(error.status, error_body(error.message), error.headers)
+    for kind, status in STATUS_OF.items():
+        if isinstance(error, kind):
+            if status >= 500:
+                log.error("%s", error)
+            message = str(error)
+            if isinstance(error, StateError):
+                message += ": " + "; ".join(str(p) for p in error.problems)
+            details = getattr(error, "details", None)
+            return _answer(status, error_body(message, details), {})
+    log.exception("unexpected failure")
+    return _answer(
+        500, error_body("internal error; the server's log has the details"), {}
+    )
+
+
+def _wrap(route: Route, context: Any) -> Callable[..., bottle.HTTPResponse]:
+    def call(**params: str) -> bottle.HTTPResponse:
+        try:
+            reply = route.handler(context, bottle.request, **params)
+        except Exception as error:  # every failure becomes a JSON answer
+            return _failure(error)
+        body = b"" if reply.body is None else json_bytes(reply.body)
+        return _answer(reply.status, body, reply.headers)
+
+    return call
+
+
+def _error_page(error: bottle.HTTPError) -> bytes:
+    bottle.response.content_type = "application/json"
+    if error.status_code == 404:
+        message = f"no such route: {bottle.request.path}"
+    elif error.status_code == 405:
+        allowed = error.headers.get("Allow", "")
+        message = (
+            f"method {bottle.request.method} is not allowed on "
+            f"{bottle.request.path}; allowed: {allowed}"
+        )
+    else:
+        message = error.body if isinstance(error.body, str) else error.status_line
+        if error.exception is not None:
+            log.error("unexpected failure: %s", error.exception)
+            message = "internal error; the server's log has the details"
+    return error_body(message)
+
+
+def application(routes: list[Route], context: Any) -> bottle.Bottle:
+    """A Bottle application serving `routes`, each handler given `context`."""
+    app = bottle.Bottle(catchall=True)
+    app.default_error_handler = _error_page  # type: ignore[method-assign]
+    for route in routes:
+        app.route(route.bottle_path, route.method, _wrap(route, context))
+    return app
+
+
+class PathAliases:
+    """WSGI middleware: `/1.0/tenant/...` as `/1.0/tenants/...`; no trailing /."""
+
+    def __init__(self, app: Callable, aliases: dict[str, str]):
+        self.app = app
+        self.aliases = aliases
+
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/") or "/"
+        for alias, target in self.aliases.items():
+            if path == alias or path.startswith(alias + "/"):
+                path = target + path[len(alias) :]
+                break
+        environ["PATH_INFO"] = path
+        return self.app(environ, start_response)

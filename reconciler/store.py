@@ -1,0 +1,394 @@
+"""The state folder as a store of objects: indexed reads, locked writes.
+
+Reads come from an in-memory index of every object. An entry is trusted
+only while its file's identity (inode, size, times) is unchanged, so an edit
+made behind the store's back (by hand, by `git pull`) is read again on the
+next access: a single object costs one `stat`, a listing one pass over its
+folder.
+
+Writes happen in a `Change`, under a lock that holds across processes: each
+file is written to a temporary name, flushed to disk and renamed over the
+old one; then, in a git work tree, the changed files are committed as one
+commit. If any of that fails, the files are put back as they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from . import schemas, yamledit
+from .errors import (
+    BrokenObject,
+    ObjectNotFound,
+    Problem,
+    StateError,
+    WriteFailed,
+)
+from .gitrepo import GitRepo
+from .state import FOLDERS, NESTED_FOLDERS, SUFFIX, State, StateObject, read_object
+
+log = logging.getLogger(__name__)
+
+LOCK_TIMEOUT = 30.0
+IDS_FILE = ".reconcile-ids.json"
+
+_FOLDER_OF = {kind: folder for folder, kind in FOLDERS.items()}
+_NESTED_FOLDER_OF = {kind: folder for folder, kind in NESTED_FOLDERS.items()}
+
+
+@dataclass
+class Entry:
+    """What the index knows of one file, and the file identity it read."""
+
+    key: str
+    signature: tuple[int, ...]
+    obj: StateObject | None
+    problems: list[Problem]
+    etag: str = ""
+
+
+def _signature(info: os.stat_result) -> tuple[int, ...]:
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def etag_of(data: dict[str, Any]) -> str:
+    """A strong validator of an object's content, quoted as HTTP wants it."""
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False)
+    return '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+
+
+def valid_id(kind: str, key: str) -> bool:
+    """Whether `key` can name an object of `kind`: never a path elsewhere."""
+    if kind in _NESTED_FOLDER_OF:
+        instance, _, key = key.partition("/")
+        if not re.fullmatch(schemas.id_pattern("instance"), instance):
+            return False
+    return re.fullmatch(schemas.id_pattern(kind), key) is not None
+
+
+class Store:
+    def __init__(self, root: Path, commit: bool = True):
+        self.root = root.resolve()
+        self.repo = GitRepo.find(self.root) if commit else None
+        lock_dir = self.repo.git_dir if self.repo else self.root
+        self._lock = FileLock(lock_dir / "reconcile-store.lock", timeout=LOCK_TIMEOUT)
+        self._writing = threading.Lock()
+        self._index: dict[tuple[str, str], Entry] = {}
+        self._mutex = threading.Lock()
+
+    # -- paths
+
+    def path(self, kind: str, key: str) -> Path:
+        """The file of one object; its id must already be known valid."""
+        if not valid_id(kind, key):
+            raise ObjectNotFound(f"{key!r} is not a valid {kind} id")
+        if kind in _NESTED_FOLDER_OF:
+            instance, _, name = key.partition("/")
+            folder = self.root / "instances" / instance / _NESTED_FOLDER_OF[kind]
+            return folder / f"{name}{SUFFIX}"
+        return self.root / _FOLDER_OF[kind] / f"{key}{SUFFIX}"
+
+    def _folders(self, kind: str) -> list[tuple[Path, str | None]]:
+        if kind not in _NESTED_FOLDER_OF:
+            return [(self.root / _FOLDER_OF[kind], None)]
+        found = []
+        instances = self.root / "instances"
+        if instances.is_dir():
+            for entry in sorted(instances.iterdir()):
+                if (
+                    entry.is_dir()
+                    and not entry.is_symlink()
+                    and valid_id("instance", entry.name)
+                ):
+                    folder = entry / _NESTED_FOLDER_OF[kind]
+                    found.append((folder, entry.name))
+        return found
+
+    # -- reading
+
+    def _load(
+        self,
+        kind: str,
+        key: str,
+        path: Path,
+        info: os.stat_result,
+        instance: str | None,
+    ) -> Entry:
+        obj, problems = read_object(self.root, path, kind, instance)
+        entry = Entry(key, _signature(info), obj, problems)
+        if obj is not None:
+            entry.etag = etag_of(obj.doc.data)
+        return entry
+
+    def _fresh(self, kind: str, key: str) -> Entry | None:
+        path = self.path(kind, key)
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            with self._mutex:
+                self._index.pop((kind, key), None)
+            return None
+        except OSError as error:
+            raise WriteFailed(f"cannot read {path}: {error.strerror}") from None
+        with self._mutex:
+            entry = self._index.get((kind, key))
+        if entry is None or entry.signature != _signature(info):
+            instance = key.partition("/")[0] if kind in _NESTED_FOLDER_OF else None
+            entry = self._load(kind, key, path, info, instance)
+            with self._mutex:
+                self._index[(kind, key)] = entry
+        return entry
+
+    def exists(self, kind: str, key: str) -> bool:
+        """Whether the object's file is there, valid or not."""
+        return valid_id(kind, key) and self._fresh(kind, key) is not None
+
+    def get(self, kind: str, key: str) -> StateObject:
+        """One object, read again if its file changed; BrokenObject if invalid."""
+        entry = self._fresh(kind, key) if valid_id(kind, key) else None
+        if entry is None:
+            raise ObjectNotFound(f"{kind} {key!r} does not exist")
+        if entry.obj is None:
+            raise BrokenObject(entry.problems)
+        return entry.obj
+
+    def etag(self, kind: str, key: str) -> str:
+        entry = self._fresh(kind, key)
+        return entry.etag if entry else ""
+
+    def _scan(self, kind: str) -> list[Entry]:
+        """Every entry of a kind, re-reading the files that changed."""
+        seen: set[tuple[str, str]] = set()
+        entries = []
+        for folder, instance in self._folders(kind):
+            try:
+                listing = list(os.scandir(folder))
+            except FileNotFoundError:
+                continue
+            for item in listing:
+                if item.name.startswith(".") or not item.name.endswith(SUFFIX):
+                    continue
+                name = item.name[: -len(SUFFIX)]
+                key = f"{instance}/{name}" if instance else name
+                info = item.stat(follow_symlinks=False)
+                with self._mutex:
+                    entry = self._index.get((kind, key))
+                if entry is None or entry.signature != _signature(info):
+                    entry = self._load(kind, key, Path(item.path), info, instance)
+                    with self._mutex:
+                        self._index[(kind, key)] = entry
+                seen.add((kind, key))
+                entries.append(entry)
+        with self._mutex:
+            for gone in [k for k in self._index if k[0] == kind and k not in seen]:
+                del self._index[gone]
+        return entries
+
+    def all(self, kind: str) -> list[StateObject]:
+        """Every object of a kind, sorted by key; BrokenObject if any is invalid."""
+        entries = self._scan(kind)
+        problems = [p for entry in entries for p in entry.problems]
+        if problems:
+            raise BrokenObject(problems)
+        return sorted((e.obj for e in entries if e.obj), key=lambda o: o.key)
+
+    def all_keys(self, kind: str) -> list[str]:
+        """The keys of every object of a kind whose file is there, valid or not."""
+        return sorted(entry.key for entry in self._scan(kind))
+
+    def read_ids(self) -> dict[str, int]:
+        """The highest number each generated kind of id has had."""
+        path = self.root / IDS_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as error:
+            raise WriteFailed(f"{IDS_FILE} cannot be read: {error}") from None
+        if not isinstance(data, dict):
+            raise WriteFailed(f"{IDS_FILE} should hold a JSON object")
+        return {k: v for k, v in data.items() if isinstance(v, int)}
+
+    def snapshot(self) -> State:
+        """The whole state from the index, as `state.load` would give it."""
+        state = State(root=self.root)
+        problems = []
+        for kind in schemas.KINDS:
+            for entry in self._scan(kind):
+                if entry.obj is None:
+                    problems.extend(entry.problems)
+                else:
+                    state.add(entry.obj)
+        if problems:
+            raise StateError(problems)
+        return state
+
+    def warm(self) -> int:
+        """Read every object once, so that first requests are fast."""
+        return sum(len(self._scan(kind)) for kind in schemas.KINDS)
+
+    # -- writing
+
+    @contextmanager
+    def change(self, message: str) -> Iterator[Change]:
+        """A set of writes made under the store lock, committed as one."""
+        with self._writing:
+            try:
+                self._lock.acquire()
+            except Timeout:
+                raise WriteFailed(
+                    f"another writer has held the store lock for {LOCK_TIMEOUT:.0f}s"
+                ) from None
+            try:
+                change = Change(self, message)
+                try:
+                    yield change
+                except BaseException:
+                    change.rollback()
+                    raise
+                change.finish()
+            finally:
+                self._lock.release()
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def _forget(self, kind: str, key: str) -> None:
+        with self._mutex:
+            self._index.pop((kind, key), None)
+
+
+@dataclass
+class Change:
+    """Files written (or removed) so far, and how to put them back."""
+
+    store: Store
+    message: str
+    details: list[str] = field(default_factory=list)
+    _before: dict[Path, bytes | None] = field(default_factory=dict)
+    _keys: list[tuple[str, str]] = field(default_factory=list)
+
+    def _remember(self, path: Path, kind: str, key: str) -> None:
+        if path not in self._before:
+            try:
+                self._before[path] = path.read_bytes()
+            except FileNotFoundError:
+                self._before[path] = None
+        self._keys.append((kind, key))
+
+    def put(self, kind: str, key: str, data: dict[str, Any], order: list[str]) -> None:
+        """Write one object; an existing file keeps its comments and layout."""
+        path = self.store.path(kind, key)
+        self._remember(path, kind, key)
+        old = self._before[path]
+        try:
+            if old is None:
+                text = yamledit.render_new(data)
+            else:
+                text = yamledit.edited(old.decode("utf-8"), data, order)
+        except yamledit.EditError as error:
+            raise WriteFailed(f"{self.store.relative(path)}: {error}") from None
+        if old is not None and text.encode() == old:
+            return
+        self._write(path, text.encode())
+
+    def remove(self, kind: str, key: str) -> None:
+        path = self.store.path(kind, key)
+        self._remember(path, kind, key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        self._prune(path.parent)
+
+    def put_ids(self, ids: dict[str, int]) -> None:
+        path = self.store.root / IDS_FILE
+        if path not in self._before:
+            self._before[path] = path.read_bytes() if path.exists() else None
+        self._write(path, (json.dumps(ids, indent=2, sort_keys=True) + "\n").encode())
+
+    def _write(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        _sync_folder(path.parent)
+
+    def _prune(self, folder: Path) -> None:
+        """Remove folders a delete left empty, up to the state root's own."""
+        while folder != self.store.root and folder.parent != self.store.root:
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
+    def rollback(self) -> None:
+        for path, data in self._before.items():
+            if data is None:
+                path.unlink(missing_ok=True)
+                self._prune(path.parent)
+            else:
+                self._write(path, data)
+        self._reindex()
+
+    def _reindex(self) -> None:
+        for kind, key in self._keys:
+            self.store._forget(kind, key)
+
+    @property
+    def changed(self) -> list[Path]:
+        found = []
+        for path, before in self._before.items():
+            now = path.read_bytes() if path.exists() else None
+            if now != before:
+                found.append(path)
+        return found
+
+    def finish(self) -> None:
+        paths = self.changed
+        if paths and self.store.repo is not None:
+            message = self.message
+            if self.details:
+                message += "\n\n" + "\n".join(self.details)
+            try:
+                self.store.repo.commit(paths, message)
+            except WriteFailed:
+                self.store.repo.unstage(paths)
+                self.rollback()
+                raise
+        self._reindex()
+        if paths:
+            log.info("%s (%d files)", self.message, len(paths))
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename durable: flush the folder that holds the new name."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,201 @@
+"""Writing state files so that a person's comments and layout survive.
+
+An edit loads the file with ruamel.yaml's round-trip loader, which keeps
+comments, key order and quoting, changes only the values that differ from
+the wish, and dumps it again. The result is always read back with the
+strict reader of `yamlio`: text that would not read back as exactly the
+data asked for is never written.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+from ruamel.yaml.tokens import CommentToken
+from ruamel.yaml.util import load_yaml_guess_indent
+
+from .errors import ReconcileError
+from .yamlio import YamlProblem, looks_like_yaml11, parse
+
+# Strings written without quotes: ids and words that read back as text.
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*(?!\n)")
+
+# Where ruamel keeps the comment that follows an item on later lines.
+_SEQ_SLOT, _MAP_SLOT = 0, 2
+
+
+class EditError(ReconcileError):
+    """An edit could not be written without changing what the file means."""
+
+
+def _yaml(sequence: int = 4, offset: int = 2) -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=sequence, offset=offset)
+    return yaml
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, str):
+        if _PLAIN.fullmatch(value) and not looks_like_yaml11(value):
+            return value
+        return DoubleQuotedScalarString(value)
+    if isinstance(value, dict):
+        return CommentedMap((key, _scalar(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return CommentedSeq(_scalar(item) for item in value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A round-trip value as plain dicts, lists and scalars, for comparing."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return value
+
+
+def _split_trailing(entry: list | None, slot: int) -> CommentToken | None:
+    """Detach the full-line comments after an item, keeping its own end comment."""
+    if not entry or entry[slot] is None:
+        return None
+    token = entry[slot]
+    own, _, rest = token.value.partition("\n")
+    if not rest:
+        return None
+    moved = copy.copy(token)
+    moved.value = "\n" + rest
+    if own:
+        token.value = own + "\n"
+    else:
+        entry[slot] = None
+    return moved
+
+
+def _attach_trailing(items: dict, key: Any, slot: int, moved: CommentToken) -> None:
+    entry = items.setdefault(key, [None, None, None, None])
+    if entry[slot] is None:
+        entry[slot] = moved
+    else:
+        entry[slot].value += moved.value[1:]
+
+
+def _edit_seq(seq: CommentedSeq, wish: list) -> CommentedSeq | None:
+    """Delete and append items in place; None when a rewrite is simpler."""
+    items = seq.ca.items
+    for index in reversed(range(len(seq))):
+        if _plain(seq[index]) in wish:
+            continue
+        # Comment lines after a deleted item stay, under the item before it.
+        trailing = _split_trailing(items.get(index), _SEQ_SLOT)
+        del seq[index]
+        if trailing and index > 0:
+            _attach_trailing(items, index - 1, _SEQ_SLOT, trailing)
+    kept = [_plain(item) for item in seq]
+    if kept != wish[: len(kept)]:
+        return None
+    for value in wish[len(kept) :]:
+        trailing = _split_trailing(items.get(len(seq) - 1), _SEQ_SLOT) if seq else None
+        seq.append(_scalar(value))
+        if trailing:
+            _attach_trailing(items, len(seq) - 1, _SEQ_SLOT, trailing)
+    return seq
+
+
+def _edit_map(node: CommentedMap, wish: dict, order: Sequence[str]) -> None:
+    items = node.ca.items
+    for key in [key for key in node if key not in wish]:
+        keys = list(node)
+        at = keys.index(key)
+        trailing = _split_trailing(items.get(key), _MAP_SLOT)
+        del node[key]
+        if trailing and at > 0:
+            _attach_trailing(items, keys[at - 1], _MAP_SLOT, trailing)
+    for key, value in wish.items():
+        if key in node:
+            _edit_value(node, key, value)
+            continue
+        keys = list(node)
+        position = len(keys)
+        if key in order:
+            rank = order.index(key)
+            later = [
+                i for i, k in enumerate(keys) if k in order and order.index(k) > rank
+            ]
+            position = later[0] if later else len(keys)
+        if position == len(keys) and keys:
+            trailing = _split_trailing(items.get(keys[-1]), _MAP_SLOT)
+            node.insert(position, key, _scalar(value))
+            if trailing:
+                _attach_trailing(items, key, _MAP_SLOT, trailing)
+        else:
+            node.insert(position, key, _scalar(value))
+
+
+def _edit_value(node: CommentedMap, key: str, value: Any) -> None:
+    old = node[key]
+    if _plain(old) == value and type(_plain(old)) is type(value):
+        return
+    if isinstance(old, CommentedMap) and isinstance(value, dict):
+        _edit_map(old, value, list(value))
+    elif isinstance(old, CommentedSeq) and isinstance(value, list):
+        if _edit_seq(old, value) is None:
+            node[key] = _scalar(value)
+    else:
+        node[key] = _scalar(value)
+
+
+def render_new(data: dict[str, Any]) -> str:
+    """The text of a new file holding `data`, in the given key order."""
+    out = io.StringIO()
+    _yaml().dump(_scalar(data), out)
+    return _checked(out.getvalue(), data)
+
+
+def edited(text: str, data: dict[str, Any], order: Sequence[str]) -> str:
+    """`text` changed to hold `data`, touching only the lines that must change.
+
+    New keys go where `order` (the schema's order of fields) puts them.
+    """
+    try:
+        _, indent, block_seq_indent = load_yaml_guess_indent(text)
+        yaml = _yaml(sequence=max(indent or 4, 2), offset=block_seq_indent or 0)
+        doc = yaml.load(text)
+    except YAMLError as error:
+        raise EditError(f"the file cannot be edited: {error}") from None
+    if not isinstance(doc, CommentedMap):
+        raise EditError("the file does not hold a mapping of fields")
+    _edit_map(doc, copy.deepcopy(data), order)
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    return _checked(out.getvalue(), data)
+
+
+def _checked(text: str, data: dict[str, Any]) -> str:
+    try:
+        back = parse(text).data
+    except YamlProblem as error:
+        raise EditError(
+            f"the edited file would not read back (line {error.line}: {error.message})"
+        ) from None
+    if back != data:
+        raise EditError("the edited file would not read back as the data written")
+    return text
