@@ -118,24 +118,30 @@ def wait_for_http(port: int, path: str, alive: Any, timeout: float) -> float:
             time.sleep(0.05)
 
 
-def stop(proc: subprocess.Popen | multiprocessing.Process | None) -> None:
-    """Terminate a server process, then kill it if it does not exit in 10 s."""
+def stop(proc: subprocess.Popen | multiprocessing.Process | None, name: str) -> None:
+    """Terminate a process, then kill it if it does not exit in 10 s."""
     if proc is None:
         return
     if isinstance(proc, subprocess.Popen):
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    elif proc.is_alive():
+        if proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(10)
+            return
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    else:
+        if not proc.is_alive():
+            return
         proc.terminate()
         proc.join(10)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
+        if not proc.is_alive():
+            return
+        proc.kill()
+        proc.join()
+    log.warning("%s did not exit within 10 s of SIGTERM; killed", name)
 
 
 def peak_rss_mib(pid: int) -> float | None:
@@ -268,7 +274,7 @@ def run_scenario(scenario: Scenario, port: int) -> Outcome:
                     break
     finally:
         for proc in procs:
-            stop(proc)
+            stop(proc, "a client")
 
     latencies = [t for result in collected for t in result.latencies]
     failures = sum(result.failures for result in collected)
@@ -374,7 +380,9 @@ def targets(outcomes: dict[str, Outcome], users: int) -> list[tuple[str, str, bo
         ("PUT, no git: p99 < 50 ms", p99(put), put.ok and put.p99_ms() < 50),
         (
             f"list {users} users: p99 < 300 ms",
-            p99(listing),
+            f"{p99(listing)} (median {listing.median_ms():.1f} ms)"
+            if listing.ok
+            else "failed",
             listing.ok and listing.p99_ms() < 300,
         ),
         (
@@ -472,7 +480,7 @@ def bench(args: argparse.Namespace, work: Path) -> int:
         for scenario in scenarios(args):
             port = hello_port if scenario.key == "hello" else api_port
             log.info(
-                "%s: %d requests from %d clients",
+                "%s: %d requests, %d client processes",
                 scenario.name,
                 len(scenario.requests),
                 scenario.clients,
@@ -494,8 +502,8 @@ def bench(args: argparse.Namespace, work: Path) -> int:
                 )
         rss = peak_rss_mib(api.pid)
     finally:
-        stop(api)
-        stop(hello)
+        stop(api, "reconcile serve")
+        stop(hello, "the hello-world server")
 
     failed = [o for o in outcomes.values() if not o.ok]
     if failed:

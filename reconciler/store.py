@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 LOCK_TIMEOUT = 30.0
 IDS_FILE = ".reconcile-ids.json"
+LOCK_FILE = ".reconcile.lock"
 
 _FOLDER_OF = {kind: folder for folder, kind in FOLDERS.items()}
 _NESTED_FOLDER_OF = {kind: folder for folder, kind in NESTED_FOLDERS.items()}
@@ -83,8 +84,13 @@ class Store:
     def __init__(self, root: Path, commit: bool = True):
         self.root = root.resolve()
         self.repo = GitRepo.find(self.root) if commit else None
-        lock_dir = self.repo.git_dir if self.repo else self.root
-        self._lock = FileLock(lock_dir / "reconcile-store.lock", timeout=LOCK_TIMEOUT)
+        # In a work tree the lock lives in .git, out of `git status`.
+        lock = (
+            self.repo.git_dir / "reconcile-store.lock"
+            if self.repo
+            else self.root / LOCK_FILE
+        )
+        self._lock = FileLock(lock, timeout=LOCK_TIMEOUT)
         self._writing = threading.Lock()
         self._index: dict[tuple[str, str], Entry] = {}
         self._mutex = threading.Lock()
