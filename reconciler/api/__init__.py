@@ -7,7 +7,7 @@ from collections.abc import Callable
 from ..connections import ConnectOptions
 from ..store import Store
 from . import openapi, platform
-from .http import PREFIX, PathAliases, application
+from .http import PREFIX, Edge, application
 
 
 def make_app(
@@ -16,7 +16,7 @@ def make_app(
     """The WSGI application of the API over `store`."""
     api = platform.Api(store, options or ConnectOptions(), parallel)
     app = application(platform.ROUTES, api)
-    return PathAliases(app, {f"{PREFIX}/tenant": f"{PREFIX}/tenants"})
+    return Edge(app, {f"{PREFIX}/tenant": f"{PREFIX}/tenants"})
 
 
 __all__ = ["make_app", "openapi"]

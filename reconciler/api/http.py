@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from ..errors import (
 )
 
 log = logging.getLogger(__name__)
+access = logging.getLogger("reconciler.access")
 
 PREFIX = "/1.0"
 # The largest request body accepted, in bytes (an integration definition is
@@ -244,14 +246,20 @@ def application(routes: list[Route], context: Any) -> bottle.Bottle:
     return app
 
 
-class PathAliases:
-    """WSGI middleware: `/1.0/tenant/...` as `/1.0/tenants/...`; no trailing /."""
+class Edge:
+    """WSGI middleware at the edge: path aliases, no trailing /, access log.
+
+    `/1.0/tenant/...` answers as `/1.0/tenants/...`, as the platform's own
+    examples write it. One line per request goes to the `reconciler.access`
+    logger: method, path, status and time taken.
+    """
 
     def __init__(self, app: Callable, aliases: dict[str, str]):
         self.app = app
         self.aliases = aliases
 
     def __call__(self, environ: dict, start_response: Callable) -> Any:
+        started = time.monotonic()
         path = environ.get("PATH_INFO", "")
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/") or "/"
@@ -260,4 +268,16 @@ class PathAliases:
                 path = target + path[len(alias) :]
                 break
         environ["PATH_INFO"] = path
-        return self.app(environ, start_response)
+
+        def record(status: str, headers: list, exc_info: Any = None) -> Callable:
+            if access.isEnabledFor(logging.INFO):
+                access.info(
+                    "%s %s %s %.1fms",
+                    environ.get("REQUEST_METHOD"),
+                    environ.get("PATH_INFO"),
+                    status.split(" ", 1)[0],
+                    (time.monotonic() - started) * 1000,
+                )
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, record)
