@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -19,18 +20,12 @@ log = logging.getLogger(__name__)
 
 # Seconds an idle keep-alive connection stays open, and a slow client may take.
 SOCKET_TIMEOUT = 30
-
-
-class _Stop(BaseException):
-    """Raised by the signal handler; not an Exception, so no loop swallows it."""
+# Seconds the requests in flight get to finish once a stop is asked for.
+SHUTDOWN_TIMEOUT = 10
 
 
 class ServeError(ReconcileError):
     """The server could not start."""
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop(signal.Signals(signum).name)
 
 
 def serve(
@@ -53,24 +48,37 @@ def serve(
         numthreads=threads,
         server_name="reconcile",
         timeout=SOCKET_TIMEOUT,
-        shutdown_timeout=10,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
     )
-    previous = {
-        sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
+    stop = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
     try:
-        try:
-            server.prepare()
-        except OSError as error:
-            raise ServeError(f"cannot listen on {host}:{port}: {error}") from None
+        server.prepare()
+    except OSError as error:
+        raise ServeError(f"cannot listen on {host}:{port}: {error}") from None
+    # The server loop runs in a thread of its own; the main thread only waits
+    # for a signal, so the handler never interrupts the loop half-way through.
+    previous = {
+        sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    loop = threading.Thread(target=server.serve, name="http-accept", daemon=True)
+    try:
+        loop.start()
         bound_host, bound_port = server.bind_addr[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         if ready is not None:
             ready(f"http://{shown}:{bound_port}")
-        server.serve()
-    except (_Stop, KeyboardInterrupt) as stop:
-        log.info("stopping on %s", stop or "interrupt")
+        while loop.is_alive() and not stop.wait(0.5):
+            pass
+        if received:
+            log.info("stopping on %s", received[0])
     finally:
+        server.stop()
+        loop.join(SHUTDOWN_TIMEOUT)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        server.stop()
