@@ -32,6 +32,7 @@ from filelock import FileLock, Timeout
 from . import schemas, yamledit
 from .errors import (
     BrokenObject,
+    InvalidObject,
     ObjectNotFound,
     Problem,
     StateError,
@@ -39,6 +40,7 @@ from .errors import (
 )
 from .gitrepo import GitRepo
 from .state import FOLDERS, NESTED_FOLDERS, SUFFIX, State, StateObject, read_object
+from .yamlio import MAX_FILE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -305,11 +307,29 @@ class Change:
                 text = yamledit.render_new(data)
             else:
                 text = yamledit.edited(old.decode("utf-8"), data, order)
+        except yamledit.Unstorable as error:
+            # A value YAML cannot carry faithfully, such as a lone surrogate.
+            raise InvalidObject(
+                [("$", f"the {kind} cannot be stored as a state file: {error}")]
+            ) from None
         except yamledit.EditError as error:
             raise WriteFailed(f"{self.store.relative(path)}: {error}") from None
-        if old is not None and text.encode() == old:
+        encoded = text.encode()
+        if len(encoded) > MAX_FILE_BYTES:
+            largest = max(data, key=lambda name: len(json.dumps(data[name])))
+            raise InvalidObject(
+                [
+                    (
+                        f"$.{largest}",
+                        f"too large: the {kind} would take {len(encoded)} bytes "
+                        f"as YAML, over the {MAX_FILE_BYTES}-byte limit of a "
+                        "state file",
+                    )
+                ]
+            )
+        if old is not None and encoded == old:
             return
-        self._write(path, text.encode())
+        self._write(path, encoded)
 
     def remove(self, kind: str, key: str) -> None:
         path = self.store.path(kind, key)

@@ -36,6 +36,10 @@ class EditError(ReconcileError):
     """An edit could not be written without changing what the file means."""
 
 
+class Unstorable(EditError):
+    """The data holds a value that would not read back from YAML as sent."""
+
+
 def _yaml(sequence: int = 4, offset: int = 2) -> YAML:
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
@@ -193,9 +197,9 @@ def _checked(text: str, data: dict[str, Any]) -> str:
     try:
         back = parse(text).data
     except YamlProblem as error:
-        raise EditError(
+        raise Unstorable(
             f"the edited file would not read back (line {error.line}: {error.message})"
         ) from None
     if back != data:
-        raise EditError("the edited file would not read back as the data written")
+        raise Unstorable("the edited file would not read back as the data written")
     return text

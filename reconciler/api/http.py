@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,6 +153,13 @@ def read_body(environ: dict) -> bytes:
     return b""
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large for a float")
+    return value
+
+
 def json_object(environ: dict) -> dict[str, Any]:
     """The request's body as a JSON object; ApiError for anything else."""
     raw = read_body(environ)
@@ -161,7 +169,10 @@ def json_object(environ: dict) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
         value = json.loads(
-            text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates
+            text,
+            parse_constant=_no_constant,
+            parse_float=_finite,
+            object_pairs_hook=_no_duplicates,
         )
     except UnicodeDecodeError:
         raise ApiError(400, "the body is not valid UTF-8") from None

@@ -77,20 +77,24 @@ def _found(api: Api, kind: str, key: str) -> StateObject:
 def _one(api: Api, request: Request, kind: str, key: str) -> Reply:
     obj = _found(api, kind, key)
     etag = api.store.etag(kind, obj.key)
-    if etag and etag in _tags(request.get_header("If-None-Match")):
+    # If-None-Match compares weakly: W/"x" matches "x"; "*" matches any version.
+    unwanted = [tag.removeprefix("W/") for tag in _tags(request, "If-None-Match")]
+    if etag and (etag in unwanted or "*" in unwanted):
         return Reply(304, None, {"ETag": etag})
     return Reply(200, answer(obj), {"ETag": etag})
 
 
-def _tags(header: str | None) -> list[str]:
-    if not header:
-        return []
-    return [tag.strip().removeprefix("W/") for tag in header.split(",")]
+def _tags(request: Request, header: str) -> list[str]:
+    value = request.get_header(header)
+    return [tag.strip() for tag in value.split(",")] if value else []
 
 
 def _check_version(api: Api, request: Request, obj: StateObject) -> None:
-    """Honour If-Match: refuse to change an object that changed since."""
-    wanted = _tags(request.get_header("If-Match"))
+    """Honour If-Match: refuse to change an object that changed since.
+
+    The comparison is strong, so a weak tag (W/"...") never matches.
+    """
+    wanted = _tags(request, "If-Match")
     if not wanted or "*" in wanted:
         return
     current = api.store.etag(obj.kind, obj.key)
@@ -147,6 +151,8 @@ def _updated(obj_kind: str, api: Api, key: str) -> Reply:
 def _update(api: Api, request: Request, kind: str, key: str, **extra: Any) -> Reply:
     """A partial update: fields not sent keep their values."""
     body = json_object(request.environ)
+    if kind == "user" and isinstance(body.get("email"), str):
+        body["email"] = body["email"].lower()  # sent back in another letter case
     check_request(kind, "update", body)
     with api.store.change(f"Update {kind} {key}") as change:
         obj = _found(api, kind, key)
