@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import http.client
-import json
-import subprocess
 import sys
 import xmlrpc.client
 from pathlib import Path
 
 import pytest
 import yaml
+from api_server import running_server, tree
 from supervisor.xmlrpc import SupervisorTransport
 
 from reconciler.cli import main
@@ -88,34 +86,6 @@ def platform(ssh_nodes, tmp_path):
     ssh_nodes.remove(nodes)
 
 
-def serve(state: Path, *options: str) -> tuple[subprocess.Popen, int]:
-    """`reconcile serve` on a free port; returns the process and its port."""
-    command = [sys.executable, "-m", "reconciler.cli", "serve", str(state)]
-    server = subprocess.Popen(
-        [*command, "--port", "0", "--no-commit", *options],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for line in server.stderr:
-        if line.startswith("Serving http://"):
-            return server, int(line.split(":")[2].split("/")[0])
-    raise AssertionError(f"the server did not start (exit {server.wait()})")
-
-
-def stop(server: subprocess.Popen) -> None:
-    server.terminate()
-    assert server.wait(timeout=15) == 0
-
-
-def delete(port: int, path: str) -> tuple[int, dict | None]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    connection.request("DELETE", path)
-    response = connection.getresponse()
-    body = response.read()
-    connection.close()
-    return response.status, json.loads(body) if body else None
-
-
 def running(root: str) -> dict[str, int]:
     transport = SupervisorTransport(None, None, f"unix://{root}/run/supervisor.sock")
     proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
@@ -123,31 +93,19 @@ def running(root: str) -> dict[str, int]:
     return {p["name"]: p["pid"] for p in info if p["statename"] == "RUNNING"}
 
 
-def files(state: Path) -> dict[str, bytes]:
-    """The state's objects (not the store's hidden lock file)."""
-    return {
-        str(path.relative_to(state)): path.read_bytes()
-        for path in sorted(state.rglob("*"))
-        if path.is_file() and not path.name.startswith(".")
-    }
-
-
 def test_deleting_an_instance_stops_its_processes_then_removes_it(platform):
     state, nodes, ssh = platform
     assert WEB in running(nodes[0].root) and WEB2 in running(nodes[1].root)
     other = running(nodes[2].root)
-    server, port = serve(state, *ssh)
-    try:
-        status, body = delete(port, "/1.0/instances/IN1")
-    finally:
-        stop(server)
+    with running_server(state, *ssh, commit=False) as server:
+        answer = server.client.request("DELETE", "/1.0/instances/IN1")
 
-    assert (status, body) == (204, None)
+    assert (answer.status, answer.raw) == (204, b"")
     assert running(nodes[0].root) == {} and running(nodes[1].root) == {}
     assert not Path(nodes[0].root, "etc/instance.json").exists()
     assert running(nodes[2].root) == other  # another instance's node: untouched
 
-    left = set(files(state))
+    left = set(tree(state))
     assert not any(name.startswith("instances/IN1") for name in left)
     assert f"processes/{WEB}.yaml" not in left
     assert f"processes/{OTHER}.yaml" in left and "instances/IN2.yaml" in left
@@ -159,18 +117,19 @@ def test_deleting_an_instance_stops_its_processes_then_removes_it(platform):
 
 def test_an_unreachable_node_fails_the_delete_and_changes_nothing(platform):
     state, nodes, ssh = platform
-    before = files(state)
+    before = tree(state)
     pids = running(nodes[0].root)
     nodes[1].stop()
-    server, port = serve(state, *ssh, "--connect-timeout", "3")
     try:
-        status, body = delete(port, "/1.0/instances/IN1")
+        with running_server(
+            state, *ssh, "--connect-timeout", "3", commit=False
+        ) as server:
+            status, _, body = server.client.request("DELETE", "/1.0/instances/IN1")
     finally:
-        stop(server)
         nodes[1].start()
 
     assert status == 502
     assert "instance IN1 was not deleted: cannot reach IN1/ND2" in body["error"]
-    assert files(state) == before
+    assert tree(state) == before
     # The reachable node was not touched either: its process kept running.
     assert running(nodes[0].root) == pids
