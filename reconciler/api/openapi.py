@@ -14,7 +14,8 @@ from typing import Any
 
 from .. import __version__, schemas
 from .http import MAX_BODY, PREFIX, Reply, Route
-from .platform import ROUTES, Api, Request, route
+from .platform import ROUTES
+from .routes import Api, Request, route
 from .shapes import SHAPES, request_schema
 
 _TITLES = {kind: kind.title() for kind in SHAPES}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -41,6 +42,9 @@ def serve(
     started = time.monotonic()
     count = store.warm()
     log.info("indexed %d objects in %.2fs", count, time.monotonic() - started)
+    # The index is long-lived and acyclic: keep it out of the cyclic
+    # collector, whose full passes over it took ~80 ms at 10,000 users.
+    gc.freeze()
     app = make_app(store, options, parallel)
     server = Server(
         (host, port),

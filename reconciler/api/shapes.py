@@ -147,8 +147,9 @@ def answer(obj: StateObject) -> dict[str, Any]:
     shape = SHAPES[obj.kind]
     raw = obj.doc.data
     shown: dict[str, Any] = {}
+    id_field = shape.id_field
     for name in shape.answer:
-        if name == shape.id_field:
+        if name == id_field:
             shown[name] = obj.id
         elif name in raw:
             shown[name] = raw[name]

@@ -1,0 +1,143 @@
+"""Steps the resource modules share: look up, version checks, save, update.
+
+Handlers read through the store's index and write through `Store.change`,
+which holds the store lock: everything a write checks (the object's current
+version, the objects it names) is read under that lock, from disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import InvalidObject, ObjectNotFound, StaleObject
+from ..state import StateObject
+from ..store import Change
+from .http import Reply
+from .routes import Api, Request
+from .shapes import SHAPES, answer, check_object, check_request, file_data
+
+# Checks and derived fields of one kind's update: (api, key, body, new data).
+Prepare = Callable[[Api, str, dict[str, Any], dict[str, Any]], None]
+
+
+def user_key(email: str) -> str:
+    """Emails are ids in lower case: any spelling finds the same user."""
+    return email.strip().lower()
+
+
+def found(api: Api, kind: str, key: str) -> StateObject:
+    try:
+        return api.store.get(kind, key)
+    except ObjectNotFound:
+        label = "user" if kind == "user" else kind
+        raise ObjectNotFound(f"{label} {key!r} does not exist") from None
+
+
+def one(api: Api, request: Request, kind: str, key: str) -> Reply:
+    obj = found(api, kind, key)
+    etag = api.store.etag(kind, obj.key)
+    # If-None-Match compares weakly: W/"x" matches "x"; "*" matches any version.
+    unwanted = [tag.removeprefix("W/") for tag in tags(request, "If-None-Match")]
+    if etag and (etag in unwanted or "*" in unwanted):
+        return Reply(304, None, {"ETag": etag})
+    return Reply(200, answer(obj), {"ETag": etag})
+
+
+def tags(request: Request, header: str) -> list[str]:
+    value = request.get_header(header)
+    return [tag.strip() for tag in value.split(",")] if value else []
+
+
+def check_version(api: Api, request: Request, obj: StateObject) -> None:
+    """Honour If-Match: refuse to change an object that changed since.
+
+    The comparison is strong, so a weak tag (W/"...") never matches.
+    """
+    wanted = tags(request, "If-Match")
+    if not wanted or "*" in wanted:
+        return
+    current = api.store.etag(obj.kind, obj.key)
+    if current not in wanted:
+        raise StaleObject(
+            f"{obj.kind} {obj.key!r} has changed since the version in If-Match; "
+            f"its current ETag is {current}: read it again, then retry"
+        )
+
+
+def refuse_changes(kind: str, body: dict[str, Any], obj: StateObject) -> None:
+    """Fields such as an id may be sent back unchanged, never changed."""
+    current = answer(obj)
+    for name in SHAPES[kind].fixed:
+        if name in body and body[name] != current.get(name):
+            raise InvalidObject(
+                [
+                    (
+                        f"$.{name}",
+                        f"{name} cannot be changed (it is {current.get(name)!r})",
+                    )
+                ]
+            )
+
+
+def save(
+    change: Change, kind: str, key: str, data: dict[str, Any], check: bool = True
+) -> None:
+    if check:
+        check_object(kind, key, data)
+    change.put(kind, key, data, SHAPES[kind].order if kind in SHAPES else list(data))
+
+
+def missing_refs(api: Api, kind: str, keys: list[str], field: str) -> None:
+    problems = [
+        (f"$.{field}[{i}]", f"{kind} {key!r} does not exist")
+        for i, key in enumerate(keys)
+        if not api.store.exists(kind, key)
+    ]
+    if problems:
+        raise InvalidObject(problems)
+
+
+def created(obj_kind: str, api: Api, key: str) -> Reply:
+    obj = api.store.get(obj_kind, key)
+    return Reply(201, answer(obj), {"ETag": api.store.etag(obj_kind, key)})
+
+
+def updated(obj_kind: str, api: Api, key: str) -> Reply:
+    obj = api.store.get(obj_kind, key)
+    return Reply(200, answer(obj), {"ETag": api.store.etag(obj_kind, key)})
+
+
+def update(
+    api: Api,
+    request: Request,
+    kind: str,
+    key: str,
+    body: dict[str, Any],
+    prepare: Prepare | None = None,
+) -> Reply:
+    """A partial update with `body`: fields not sent keep their values.
+
+    `prepare`, given the body and the object's new data under the store
+    lock, checks what the kind's schema cannot and adds derived fields.
+    """
+    check_request(kind, "update", body)
+    with api.store.change(f"Update {kind} {key}") as change:
+        obj = found(api, kind, key)
+        check_version(api, request, obj)
+        refuse_changes(kind, body, obj)
+        data = file_data(obj)
+        for name in SHAPES[kind].update:
+            if name in body and name != "password":
+                data[name] = body[name]
+        if prepare is not None:
+            prepare(api, key, body, data)
+        fields = sorted(name for name in body if name in SHAPES[kind].update)
+        change.message += f": {', '.join(fields)}" if fields else ""
+        save(change, kind, key, data)
+    return updated(kind, api, key)
+
+
+def list_of(api: Api, kind: str) -> Reply:
+    """Every object of a kind, as the API shows it."""
+    return Reply(200, [answer(obj) for obj in api.store.all(kind)])

@@ -1,0 +1,149 @@
+"""Instances: list, create (ids IN<n>, never reused), read, update, delete.
+
+Deleting an instance stops its processes on its nodes first; only when every
+node has answered is anything removed from the state.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from ..apply import FAILED, reconcile
+from ..errors import ConnectionFailed
+from ..render import bare
+from ..state import StateObject
+from .crud import check_version, created, found, list_of, one, save, update
+from .http import Reply, json_object
+from .routes import Api, Request, route
+from .shapes import answer, check_request, file_data, ordered
+
+log = logging.getLogger(__name__)
+
+
+def _next_instance_id(api: Api) -> tuple[str, int]:
+    """IN<n> above every id used so far, deleted ones included."""
+    used = api.store.read_ids().get("instance", 0)
+    for obj in api.store.all_keys("instance"):
+        match = re.fullmatch(r"IN([0-9]+)", obj)
+        if match:
+            used = max(used, int(match.group(1)))
+    return f"IN{used + 1}", used + 1
+
+
+@route("GET", "/instances", "List all instances", answer="instance[]")
+def list_instances(api: Api, request: Request) -> Reply:
+    return list_of(api, "instance")
+
+
+@route(
+    "POST",
+    "/instances",
+    "Create an instance",
+    status=201,
+    request="instance.create",
+    answer="instance",
+)
+def create_instance(api: Api, request: Request) -> Reply:
+    body = json_object(request.environ)
+    check_request("instance", "create", body)
+    with api.store.change("Create instance") as change:
+        key, number = _next_instance_id(api)
+        change.message = f"Create instance {key}"
+        data = ordered("instance", {"id": key, **body})
+        save(change, "instance", key, data)
+        change.put_ids({**api.store.read_ids(), "instance": number})
+    return created("instance", api, key)
+
+
+@route("GET", "/instances/{id}", "Retrieve an instance", answer="instance", etag=True)
+def get_instance(api: Api, request: Request, id: str) -> Reply:
+    return one(api, request, "instance", id)
+
+
+@route(
+    "PUT",
+    "/instances/{id}",
+    "Update an instance",
+    request="instance.update",
+    answer="instance",
+    etag=True,
+)
+def update_instance(api: Api, request: Request, id: str) -> Reply:
+    return update(api, request, "instance", id, json_object(request.environ))
+
+
+@route(
+    "DELETE",
+    "/instances/{id}",
+    "Delete an instance: stop its processes, then remove it, its nodes, "
+    "services and processes, and detach its tenants",
+    status=204,
+    etag=True,
+)
+def delete_instance(api: Api, request: Request, id: str) -> Reply:
+    with api.store.change(f"Delete instance {id}") as change:
+        instance = found(api, "instance", id)
+        check_version(api, request, instance)
+        nodes = [n for n in api.store.all("node") if n.instance == id]
+        services = [s for s in api.store.all("service") if s.instance == id]
+        processes = [
+            p for p in api.store.all("process") if p.data.get("instance") == id
+        ]
+        _stop_nodes(api, id, nodes)
+
+        tenants = [t for t in api.store.all("tenant") if t.data.get("instance") == id]
+        for tenant in tenants:
+            data = file_data(tenant)
+            del data["instance"]
+            save(change, "tenant", tenant.id, data, check=False)
+        for obj in [*processes, *services, *nodes, instance]:
+            change.remove(obj.kind, obj.key)
+        change.details += [
+            f"detached tenants: {', '.join(t.id for t in tenants) or 'none'}",
+            f"removed nodes: {', '.join(n.id for n in nodes) or 'none'}",
+            f"removed services: {', '.join(s.id for s in services) or 'none'}",
+            f"removed processes: {', '.join(p.id for p in processes) or 'none'}",
+        ]
+    return Reply(204)
+
+
+def _stop_nodes(api: Api, instance: str, nodes: list[StateObject]) -> None:
+    """Stop every process reconcile runs on these nodes, or change nothing.
+
+    All nodes are contacted first; only when every one answered are their
+    processes stopped, so that an unreachable node leaves everything as it
+    was.
+    """
+    desired = [bare(node) for node in nodes]
+    results = reconcile(desired, api.options, apply=False, parallel=api.parallel)
+    failed = [r for r in results if r.status == FAILED]
+    if failed:
+        reasons = "; ".join(f"{r.key}: {r.error}" for r in failed)
+        raise ConnectionFailed(
+            f"instance {instance} was not deleted: cannot reach {reasons}"
+        )
+    busy = {r.key for r in results if r.plan is not None and r.plan.changed}
+    todo = [d for d in desired if d.key in busy]
+    results = reconcile(todo, api.options, apply=True, parallel=api.parallel)
+    failed = [r for r in results if r.status == FAILED]
+    if failed:
+        reasons = "; ".join(f"{r.key}: {r.error}" for r in failed)
+        raise ConnectionFailed(
+            f"instance {instance} was not deleted: stopping its processes "
+            f"failed on {reasons}"
+        )
+    for result in results:
+        log.info("%s: processes stopped and removed", result.key)
+
+
+@route(
+    "GET",
+    "/instances/{id}/tenants",
+    "List the tenants of an instance",
+    answer="tenant[]",
+)
+def instance_tenants(api: Api, request: Request, id: str) -> Reply:
+    found(api, "instance", id)
+    tenants = api.store.all("tenant")
+    return Reply(200, [answer(t) for t in tenants if t.data.get("instance") == id])
