@@ -334,7 +334,7 @@ def serve(
     # One access line per request on stderr, whatever the verbosity.
     logging.getLogger("reconciler.access").setLevel(logging.INFO)
     store = Store(state, commit=not no_commit)
-    run_server(
+    stopped_by = run_server(
         store,
         host,
         port,
@@ -348,6 +348,7 @@ def serve(
             err=True,
         ),
     )
+    click.echo(f"Stopped on {stopped_by}.", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -144,19 +144,25 @@ class ApiServer:
     process: subprocess.Popen[str]
     client: ApiClient
     stderr: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
-    def stop(self) -> int:
-        """SIGTERM, then the exit status; killed, and an error, if it hangs."""
-        self.process.send_signal(signal.SIGTERM)
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        """`sig`, then the exit status; killed, and an error, if it hangs."""
+        if self.process.poll() is not None:
+            return self.process.returncode
+        self.process.send_signal(sig)
         try:
-            return self.process.wait(timeout=STOP_TIMEOUT)
+            status = self.process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
             raise AssertionError(
-                f"the server did not stop within {STOP_TIMEOUT:.0f}s of SIGTERM:\n"
+                f"the server did not stop within {STOP_TIMEOUT:.0f}s of {sig.name}:\n"
                 + "".join(self.stderr)
             ) from None
+        if self.reader is not None:
+            self.reader.join(timeout=STOP_TIMEOUT)  # the last lines of stderr
+        return status
 
 
 def _read_stderr(
@@ -207,10 +213,9 @@ def running_server(
         raise RuntimeError("reconcile serve did not start:\n" + "".join(lines))
 
     client = ApiClient(found["host"], int(found["port"]))
-    server = ApiServer(state, process, client, lines)
+    server = ApiServer(state, process, client, lines, reader)
     try:
         yield server
     finally:
         status = server.stop()
-        reader.join(timeout=STOP_TIMEOUT)
     assert status == 0, f"reconcile serve exited {status}:\n" + "".join(lines)

@@ -37,8 +37,11 @@ def serve(
     threads: int = 10,
     parallel: int = 10,
     ready: Callable[[str], None] | None = None,
-) -> None:
-    """Serve until SIGTERM or SIGINT, then finish the requests in flight."""
+) -> str:
+    """Serve until SIGTERM or SIGINT, then finish the requests in flight.
+
+    Returns the name of the signal that stopped the server.
+    """
     started = time.monotonic()
     count = store.warm()
     log.info("indexed %d objects in %.2fs", count, time.monotonic() - started)
@@ -79,10 +82,12 @@ def serve(
             ready(f"http://{shown}:{bound_port}")
         while loop.is_alive() and not stop.wait(0.5):
             pass
-        if received:
-            log.info("stopping on %s", received[0])
+        if not received:
+            raise ServeError("the server's loop ended on its own; see the log above")
+        log.info("stopping on %s", received[0])
     finally:
         server.stop()
         loop.join(SHUTDOWN_TIMEOUT)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return received[0]
