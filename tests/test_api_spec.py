@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from api_server import ApiServer, demo_state, running_server
+from openapi_spec_validator import validate
 
 INSTANCE = {
     "name": "My Instance",
@@ -263,6 +264,7 @@ def test_openapi_document_describes_every_route(server: ApiServer) -> None:
     status, _, document = server.client.request("GET", "/1.0/openapi.json")
     assert status == 200
     assert document["openapi"].startswith("3.1")
+    validate(document)  # a well-formed OpenAPI 3.1 document, by a real validator
     paths = document["paths"]
     expected = {
         "/1.0/instances": {"get", "post"},
