@@ -343,8 +343,12 @@ def serve(
         parallel=parallel,
         ready=lambda url: click.echo(
             f"Serving {url}/1.0/ from '{state}'"
-            f"{' (writes are committed to git)' if store.repo else ''}; "
-            "Ctrl-C stops.",
+            + (
+                f" (writes are committed to git in {store.repo.top})"
+                if store.repo
+                else ""
+            )
+            + "; Ctrl-C stops.",
             err=True,
         ),
     )

@@ -85,13 +85,14 @@ def valid_id(kind: str, key: str) -> bool:
 class Store:
     def __init__(self, root: Path, commit: bool = True):
         self.root = root.resolve()
-        self.repo = GitRepo.find(self.root) if commit else None
-        # In a work tree the lock lives in .git, out of `git status`.
-        lock = (
-            self.repo.git_dir / "reconcile-store.lock"
-            if self.repo
-            else self.root / LOCK_FILE
+        found = GitRepo.find(self.root)
+        self.repo = found if commit else None
+        # In a work tree the lock lives in .git, out of `git status`; writers
+        # that commit and writers that do not take the same one.
+        self.lock_path = (
+            found.git_dir / "reconcile-store.lock" if found else self.root / LOCK_FILE
         )
+        lock = self.lock_path
         self._lock = FileLock(lock, timeout=LOCK_TIMEOUT)
         self._writing = threading.Lock()
         self._index: dict[tuple[str, str], Entry] = {}
@@ -408,7 +409,12 @@ class Change:
                 raise
         self._reindex()
         if paths:
-            log.info("%s (%d files)", self.message, len(paths))
+            log.info(
+                "%s (%d file%s)",
+                self.message,
+                len(paths),
+                "" if len(paths) == 1 else "s",
+            )
 
 
 def _sync_folder(folder: Path) -> None:

@@ -591,6 +591,24 @@ def test_refused_password_is_not_quoted_in_the_error(server, method, path, body)
     assert b"1234567890" not in answer.raw
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/1.0/users"), ("PUT", "/1.0/users/alice@example.com")],
+)
+def test_a_lone_surrogate_in_a_password_is_a_400_and_logs_nothing(server, method, path):
+    raw = b'{"email": "half@example.com", "name": "Half", "password": '
+    raw += b'"butter-secret-half\\ud800"}'
+    if method == "PUT":
+        raw = b'{"password": "butter-secret-half\\ud800"}'
+    before = files(server)
+    answer = server.client.request(method, path, raw=raw, headers=JSON)
+    assert "surrogate" in assert_error(answer, 400)
+    assert b"butter-secret" not in answer.raw
+    assert files(server) == before
+    log = stderr_so_far(server)
+    assert "Traceback" not in log and "butter-secret" not in log
+
+
 def test_client_id_has_at_least_128_random_bits(server):
     first = create_user(server, "client-one@example.com")["client-id"]
     second = create_user(server, "client-two@example.com")["client-id"]

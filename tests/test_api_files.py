@@ -183,3 +183,25 @@ def test_a_failing_commit_hook_rolls_the_write_back(server: ApiServer) -> None:
     assert "refused by policy" in answer.body["error"]
     assert (commit_count(state), tree(state)) == (before, files)
     assert git(state, "status", "--porcelain") == ""
+
+
+def test_a_write_is_refused_while_its_file_names_what_does_not_exist(
+    server: ApiServer,
+) -> None:
+    state = server.state
+    path = state / "tenants" / "globex.yaml"
+    # By hand, a typo in the instance's id.
+    path.write_text(path.read_text().replace("instance: IN1\n", "instance: IN9\n"))
+    git(state, "commit", "--quiet", "--all", "--message", "A hand edit")
+    before, files = commit_count(state), tree(state)
+
+    answer = server.client.request("PUT", "/1.0/tenants/globex", {"name": "G2"})
+
+    assert answer.status == 400
+    assert "$.instance: instance 'IN9' does not exist" in answer.body["error"]
+    assert (commit_count(state), tree(state)) == (before, files)
+
+    # Once the file is mended, the same write goes through.
+    path.write_text(path.read_text().replace("instance: IN9\n", "instance: IN1\n"))
+    answer = server.client.request("PUT", "/1.0/tenants/globex", {"name": "G2"})
+    assert answer.status == 200, answer.body

@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import InvalidObject, ObjectNotFound, StaleObject
-from ..state import StateObject
-from ..store import Change
+from .. import schemas
+from ..errors import BrokenObject, InvalidObject, ObjectNotFound, StaleObject
+from ..references import check_references
+from ..state import State, StateObject
+from ..store import Change, Store
+from ..yamlio import Document
 from .http import Reply
 from .routes import Api, Request
 from .shapes import SHAPES, answer, check_object, check_request, file_data
@@ -83,19 +86,45 @@ def refuse_changes(kind: str, body: dict[str, Any], obj: StateObject) -> None:
 def save(
     change: Change, kind: str, key: str, data: dict[str, Any], check: bool = True
 ) -> None:
+    """Write one object; with `check`, only if it and its references are valid.
+
+    Cleanups (a tenant taken from its users on delete) pass `check=False`:
+    they only ever remove a reference, and must not fail on another one.
+    """
     if check:
         check_object(kind, key, data)
+        check_links(change.store, kind, key, data)
     change.put(kind, key, data, SHAPES[kind].order if kind in SHAPES else list(data))
 
 
-def missing_refs(api: Api, kind: str, keys: list[str], field: str) -> None:
-    problems = [
-        (f"$.{field}[{i}]", f"{kind} {key!r} does not exist")
-        for i, key in enumerate(keys)
-        if not api.store.exists(kind, key)
-    ]
+class _Around(State):
+    """One object to be written, and the store for every object it names."""
+
+    def __init__(self, store: Store, obj: StateObject):
+        super().__init__(root=store.root)
+        self.store = store
+        self.add(obj)
+
+    def get(self, kind: str, key: str) -> StateObject | None:
+        own = super().get(kind, key)
+        if own is not None:
+            return own
+        try:
+            return self.store.get(kind, key)
+        except (ObjectNotFound, BrokenObject):
+            return None
+
+    def exists(self, kind: str, key: str) -> bool:
+        return key in self.objects[kind] or self.store.exists(kind, key)
+
+
+def check_links(store: Store, kind: str, key: str, data: dict[str, Any]) -> None:
+    """Refuse an object that names what does not exist, as `validate` would."""
+    whole = schemas.with_defaults(kind, {schemas.ID_FIELD[kind]: key, **data})
+    obj = StateObject(kind, key, whole, str(store.path(kind, key)), Document(whole))
+    problems = check_references(_Around(store, obj))
     if problems:
-        raise InvalidObject(problems)
+        raise InvalidObject([(p.path, p.message) for p in problems])
 
 
 def created(obj_kind: str, api: Api, key: str) -> Reply:

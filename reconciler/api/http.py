@@ -181,10 +181,22 @@ def json_object(environ: dict) -> dict[str, Any]:
             400,
             f"malformed JSON at line {error.lineno} column {error.colno}: {error.msg}",
         ) from None
-    except (ValueError, RecursionError) as error:
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply") from None
+    except ValueError as error:
         raise ApiError(400, f"malformed JSON: {error}") from None
     if not isinstance(value, dict):
         raise ApiError(400, "the body must be a JSON object")
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        # JSON's \ud800 escapes can spell a lone surrogate, which is no
+        # character: no file, hash or answer can hold it.
+        code = f"\\u{ord(error.object[error.start]):04x}"
+        raise ApiError(
+            400,
+            f"the body holds {code}, half of a surrogate pair, which is no character",
+        ) from None
     return value
 
 

@@ -158,7 +158,14 @@ def _operation(route_: Route) -> dict[str, Any]:
     if route_.etag and route_.method != "DELETE":
         success["headers"] = {"ETag": {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(route_.status): success}
+    if route_.etag and route_.method == "GET":
+        responses["304"] = {
+            "description": "If-None-Match names the current version",
+            "headers": {"ETag": {"schema": {"type": "string"}}},
+        }
     for status, description in _ERRORS.items():
+        if status == 412 and not (route_.etag and route_.method != "GET"):
+            continue
         responses[str(status)] = {
             "description": description,
             "content": {"application/json": {"schema": _ref("Error")}},

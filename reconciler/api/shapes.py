@@ -110,8 +110,13 @@ def request_schema(kind: str, operation: str) -> dict[str, Any]:
     }
     if operation == "create" and shape.required:
         result["required"] = list(shape.required)
-    if operation == "create" and kind == "integration":
-        result["anyOf"] = [{"required": ["id"]}, {"required": ["type"]}]
+    if operation == "create":
+        # The kind's own "one of these fields at least" rules hold on create.
+        rules = [copy.deepcopy(base["anyOf"])] if "anyOf" in base else []
+        if kind == "integration":
+            rules.append([{"required": ["id"]}, {"required": ["type"]}])
+        if rules:
+            result["allOf"] = [{"anyOf": rule} for rule in rules]
     if "$defs" in base:
         result["$defs"] = copy.deepcopy(base["$defs"])
     return result

@@ -11,7 +11,6 @@ from .crud import (
     created,
     found,
     list_of,
-    missing_refs,
     one,
     save,
     update,
@@ -45,8 +44,6 @@ def create_user(api: Api, request: Request) -> Reply:
     with api.store.change(f"Create user {key}") as change:
         if api.store.exists("user", key):
             raise ObjectExists(f"user {key!r} already exists")
-        if tenants is not None:
-            missing_refs(api, "tenant", tenants, "tenants")
         data: dict[str, Any] = {
             "email": key,
             "name": body["name"],
@@ -82,8 +79,6 @@ def update_user(api: Api, request: Request, email: str) -> Reply:
 def _prepare_update(
     api: Api, key: str, body: dict[str, Any], data: dict[str, Any]
 ) -> None:
-    if "tenants" in body:
-        missing_refs(api, "tenant", body["tenants"], "tenants")
     if "password" in body:
         data["password-hash"] = credentials.hash_password(body["password"])
 
