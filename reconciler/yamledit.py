@@ -18,7 +18,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, ScalarString
 from ruamel.yaml.tokens import CommentToken
 from ruamel.yaml.util import load_yaml_guess_indent
 
@@ -163,8 +163,31 @@ def _edit_value(node: CommentedMap, key: str, value: Any) -> None:
     elif isinstance(old, CommentedSeq) and isinstance(value, list):
         if _edit_seq(old, value) is None:
             node[key] = _scalar(value)
+    elif isinstance(old, str) and isinstance(value, str):
+        node[key] = _like(old, value)
     else:
         node[key] = _scalar(value)
+
+
+def _like(old: str, value: str) -> Any:
+    """`value` in the style `old` was written in: quoted alike, or plain."""
+    if isinstance(old, ScalarString):
+        return type(old)(value)
+    if _reads_plain(value):
+        return value
+    return _scalar(value)
+
+
+def _reads_plain(value: str) -> bool:
+    """Whether `value` written without quotes reads back as the same text."""
+    if _PLAIN.fullmatch(value) and not looks_like_yaml11(value):
+        return True
+    if not value or value != value.strip() or "\n" in value:
+        return False
+    try:
+        return parse(f"value: {value}\n").data == {"value": value}
+    except (YamlProblem, UnicodeError):
+        return False
 
 
 def render_new(data: dict[str, Any]) -> str:
@@ -181,7 +204,10 @@ def edited(text: str, data: dict[str, Any], order: Sequence[str]) -> str:
     """
     try:
         _, indent, block_seq_indent = load_yaml_guess_indent(text)
-        yaml = _yaml(sequence=max(indent or 4, 2), offset=block_seq_indent or 0)
+        if indent is None:  # no list yet: new ones as render_new writes them
+            yaml = _yaml()
+        else:
+            yaml = _yaml(sequence=max(indent, 2), offset=block_seq_indent or 0)
         doc = yaml.load(text)
     except YAMLError as error:
         raise EditError(f"the file cannot be edited: {error}") from None

@@ -1,0 +1,85 @@
+"""Editing a state file changes only the lines that must change."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler import yamledit
+from reconciler.yamlio import parse
+
+ORDER = ["id", "name", "instance", "rate-limit", "integrations"]
+
+
+@pytest.mark.parametrize(
+    ("text", "data", "expected"),
+    [
+        pytest.param(
+            "id: t\n# who pays\nname: 'Styled Co'  # the brand\nrate-limit: 5\n",
+            {"id": "t", "name": "Styled Inc", "rate-limit": 5},
+            "id: t\n# who pays\nname: 'Styled Inc' # the brand\nrate-limit: 5\n",
+            id="single quotes and comments stay",
+        ),
+        pytest.param(
+            'id: t\nname: "Acme"\n',
+            {"id": "t", "name": "Acme Corp"},
+            'id: t\nname: "Acme Corp"\n',
+            id="double quotes stay",
+        ),
+        pytest.param(
+            "id: t\nname: Plain Name\n",
+            {"id": "t", "name": "Other Name"},
+            "id: t\nname: Other Name\n",
+            id="a plain value stays plain when it reads back",
+        ),
+        pytest.param(
+            "id: t\nname: Plain Name\n",
+            {"id": "t", "name": "no"},
+            'id: t\nname: "no"\n',
+            id="a plain value YAML 1.1 would misread is quoted",
+        ),
+        pytest.param(
+            "id: t\nname: Plain Name\n",
+            {"id": "t", "name": "Plain #1"},
+            'id: t\nname: "Plain #1"\n',
+            id="a plain value that would read as a comment is quoted",
+        ),
+        pytest.param(
+            "rate-limit: 5\nid: t\nname: N\n",
+            {"rate-limit": 5, "id": "t", "name": "N", "instance": "IN1"},
+            "instance: IN1\nrate-limit: 5\nid: t\nname: N\n",
+            id="a person's key order stays; a new key goes before its schema's next",
+        ),
+        pytest.param(
+            "id: t\nname: N\n",
+            {"id": "t", "name": "N", "integrations": ["echo", "pusher"]},
+            "id: t\nname: N\nintegrations:\n  - echo\n  - pusher\n",
+            id="a new list is written as new files write lists",
+        ),
+        pytest.param(
+            "id: t\nname: N\nintegrations:\n- echo  # first\n",
+            {"id": "t", "name": "N", "integrations": ["echo", "pusher"]},
+            "id: t\nname: N\nintegrations:\n- echo  # first\n- pusher\n",
+            id="an existing list keeps its indent and comments",
+        ),
+        pytest.param(
+            "id: t\nname: N\nrate-limit: 5  # agreed\ninstance: IN1\n",
+            {"id": "t", "name": "N", "instance": "IN1"},
+            "id: t\nname: N\ninstance: IN1\n",
+            id="a removed key goes with its own comment",
+        ),
+    ],
+)
+def test_an_edit_keeps_what_a_person_wrote(text, data, expected):
+    result = yamledit.edited(text, data, ORDER)
+    assert result == expected
+    assert parse(result).data == data
+
+
+def test_a_value_that_would_not_read_back_is_refused():
+    with pytest.raises(yamledit.Unstorable):
+        yamledit.edited("id: t\nname: N\n", {"id": "t", "name": "\ud800"}, ORDER)
+
+
+def test_a_file_that_is_not_a_mapping_cannot_be_edited():
+    with pytest.raises(yamledit.EditError, match="mapping"):
+        yamledit.edited("- a\n- b\n", {"id": "t"}, ORDER)
