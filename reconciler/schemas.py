@@ -189,6 +189,10 @@ def _explain(
         field = next((p for p in reversed(path) if isinstance(p, str)), "value")
         yield path, f"{shown} is not a valid {field}; {_hint(error)}"
         return
+    bound = _bound(error, "the value" if secret else shown)
+    if bound is not None:
+        yield path, bound
+        return
     if secret:
         yield (
             path,
@@ -196,3 +200,24 @@ def _explain(
         )
         return
     yield path, error.message
+
+
+def _bound(error: ValidationError, shown: str) -> str | None:
+    """A plain message for a number or length out of its bounds."""
+    limit = error.validator_value
+    if error.validator == "minLength":
+        if limit == 1:
+            return f"{shown} must not be empty"
+        return f"{shown} is too short: it must be at least {limit} characters"
+    if error.validator == "maxLength":
+        return f"{shown} is too long: it must be at most {limit} characters"
+    numbers = {
+        "minimum": ("small", "at least"),
+        "exclusiveMinimum": ("small", "greater than"),
+        "maximum": ("large", "at most"),
+        "exclusiveMaximum": ("large", "less than"),
+    }
+    if error.validator in numbers:
+        size, relation = numbers[str(error.validator)]
+        return f"{shown} is too {size}: it must be {relation} {limit}"
+    return None

@@ -245,9 +245,17 @@ class Store:
             raise StateError(problems)
         return state
 
-    def warm(self) -> int:
-        """Read every object once, so that first requests are fast."""
-        return sum(len(self._scan(kind)) for kind in schemas.KINDS)
+    def warm(self) -> tuple[int, list[Problem]]:
+        """Read every object once, so that first requests are fast.
+
+        Returns the number of files read and the problems of invalid ones.
+        """
+        entries = [entry for kind in schemas.KINDS for entry in self._scan(kind)]
+        return len(entries), [p for entry in entries for p in entry.problems]
+
+    def is_empty(self) -> bool:
+        """Whether the folder holds none of the state's folders at all."""
+        return not any((self.root / folder).is_dir() for folder in FOLDERS)
 
     # -- writing
 

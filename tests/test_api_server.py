@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import re
 import signal
 import socket
 import subprocess
@@ -64,3 +65,21 @@ def test_a_state_folder_that_does_not_exist_is_a_usage_error(tmp_path: Path):
     )
     assert done.returncode == 2
     assert "does not exist" in done.stderr
+
+
+def test_an_empty_folder_is_served_with_a_warning(tmp_path: Path):
+    with running_server(tmp_path, commit=False) as server:
+        assert server.client.request("GET", "/1.0/tenants").body == []
+        assert server.stop() == 0
+    assert "holds no state folders" in "".join(server.stderr)
+
+
+def test_invalid_files_at_start_are_named_in_a_warning(tmp_path: Path):
+    state = demo_state(tmp_path)
+    (state / "tenants" / "globex.yaml").write_text("id: globex\nname: [unclosed\n")
+    with running_server(state) as server:
+        assert server.client.request("GET", "/1.0/tenants/acme").status == 200
+        assert server.stop() == 0
+    log = "".join(server.stderr)
+    assert "1 problem in the state files" in log
+    assert re.search(r"first: tenants/globex\.yaml:\d+: ", log), log

@@ -29,12 +29,17 @@ def user_key(email: str) -> str:
     return email.strip().lower()
 
 
+# The longest id an error message quotes whole.
+_SHOWN_ID = 100
+
+
 def found(api: Api, kind: str, key: str) -> StateObject:
+    """The object, or ObjectNotFound naming it."""
     try:
         return api.store.get(kind, key)
     except ObjectNotFound:
-        label = "user" if kind == "user" else kind
-        raise ObjectNotFound(f"{label} {key!r} does not exist") from None
+        shown = key if len(key) <= _SHOWN_ID else key[: _SHOWN_ID - 3] + "..."
+        raise ObjectNotFound(f"{kind} {shown!r} does not exist") from None
 
 
 def one(api: Api, request: Request, kind: str, key: str) -> Reply:

@@ -244,13 +244,15 @@ def _wrap(route: Route, context: Any) -> Callable[..., bottle.HTTPResponse]:
 
 def _error_page(error: bottle.HTTPError) -> bytes:
     bottle.response.content_type = "application/json"
+    path = bottle.request.path
+    path = path if len(path) <= 200 else path[:197] + "..."
     if error.status_code == 404:
-        message = f"no such route: {bottle.request.path}"
+        message = f"no such route: {path}"
     elif error.status_code == 405:
         allowed = error.headers.get("Allow", "")
         message = (
             f"method {bottle.request.method} is not allowed on "
-            f"{bottle.request.path}; allowed: {allowed}"
+            f"{path}; allowed: {allowed}"
         )
     else:
         message = error.body if isinstance(error.body, str) else error.status_line

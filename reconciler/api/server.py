@@ -43,8 +43,22 @@ def serve(
     Returns the name of the signal that stopped the server.
     """
     started = time.monotonic()
-    count = store.warm()
+    count, problems = store.warm()
     log.info("indexed %d objects in %.2fs", count, time.monotonic() - started)
+    if store.is_empty():
+        log.warning(
+            "%s holds no state folders (instances/, tenants/, users/, ...): "
+            "serving an empty state",
+            store.root,
+        )
+    if problems:
+        log.warning(
+            "%d problem%s in the state files; requests that read them answer 500 "
+            "until they are fixed (reconcile validate lists them): first: %s",
+            len(problems),
+            "" if len(problems) == 1 else "s",
+            problems[0],
+        )
     # The index is long-lived and acyclic: keep it out of the cyclic
     # collector, whose full passes over it took ~80 ms at 10,000 users.
     gc.freeze()
