@@ -59,6 +59,7 @@ def test_instances_examples(server: ApiServer) -> None:
     status, headers, body = api.request("POST", "/1.0/instances", INSTANCE)
     assert (status, body) == (201, created)
     assert headers["Content-Type"].startswith("application/json")
+    assert headers["Location"] == "/1.0/instances/IN2"
 
     # Retrieve an Instance
     assert tuple(api.request("GET", "/1.0/instances/IN2"))[::2] == (200, created)
@@ -176,7 +177,7 @@ def test_users_examples(server: ApiServer) -> None:
     api.request("POST", "/1.0/tenants", {"id": "userevents", "name": "UserEvents"})
 
     # Create a User: the password never comes back; a client-id does.
-    status, _, body = api.request(
+    status, headers, body = api.request(
         "POST",
         "/1.0/users",
         {
@@ -187,6 +188,8 @@ def test_users_examples(server: ApiServer) -> None:
         },
     )
     assert status == 201
+    assert headers["Location"] == "/1.0/users/ian@userevents.com"
+    assert api.request("GET", headers["Location"]).status == 200
     client_id = body.pop("client-id")
     assert len(client_id) >= 22
     expected = {

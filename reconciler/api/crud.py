@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from .. import schemas
 from ..errors import BrokenObject, InvalidObject, ObjectNotFound, StaleObject
@@ -16,7 +17,7 @@ from ..references import check_references
 from ..state import State, StateObject
 from ..store import Change, Store
 from ..yamlio import Document
-from .http import Reply
+from .http import PREFIX, Reply
 from .routes import Api, Request
 from .shapes import SHAPES, answer, check_object, check_request, file_data
 
@@ -133,8 +134,13 @@ def check_links(store: Store, kind: str, key: str, data: dict[str, Any]) -> None
 
 
 def created(obj_kind: str, api: Api, key: str) -> Reply:
+    """201 with the new object, its ETag, and where to find it."""
     obj = api.store.get(obj_kind, key)
-    return Reply(201, answer(obj), {"ETag": api.store.etag(obj_kind, key)})
+    headers = {
+        "ETag": api.store.etag(obj_kind, key),
+        "Location": f"{PREFIX}/{obj_kind}s/{quote(key, safe='@')}",
+    }
+    return Reply(201, answer(obj), headers)
 
 
 def updated(obj_kind: str, api: Api, key: str) -> Reply:

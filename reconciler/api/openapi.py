@@ -137,6 +137,19 @@ def _request_ref(request: str) -> dict[str, Any]:
     return _ref(f"{_TITLES[kind]}{operation.title()}")
 
 
+def _may_answer(route_: Route, status: int) -> bool:
+    """Whether an error status can come from this route."""
+    writes = route_.method != "GET"
+    return {
+        400: writes,
+        409: writes,
+        412: writes and route_.etag,
+        413: route_.request is not None,
+        415: route_.request is not None,
+        502: route_.method == "DELETE" and route_.path == f"{PREFIX}/instances/{{id}}",
+    }.get(status, True)
+
+
 def _operation(route_: Route) -> dict[str, Any]:
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -157,6 +170,11 @@ def _operation(route_: Route) -> dict[str, Any]:
         }
     if route_.etag and route_.method != "DELETE":
         success["headers"] = {"ETag": {"schema": {"type": "string"}}}
+    if route_.request is not None and route_.request.endswith(".create"):
+        success["headers"] = {
+            "ETag": {"schema": {"type": "string"}},
+            "Location": {"schema": {"type": "string"}},
+        }
     responses: dict[str, Any] = {str(route_.status): success}
     if route_.etag and route_.method == "GET":
         responses["304"] = {
@@ -164,7 +182,7 @@ def _operation(route_: Route) -> dict[str, Any]:
             "headers": {"ETag": {"schema": {"type": "string"}}},
         }
     for status, description in _ERRORS.items():
-        if status == 412 and not (route_.etag and route_.method != "GET"):
+        if not _may_answer(route_, status):
             continue
         responses[str(status)] = {
             "description": description,
