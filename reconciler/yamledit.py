@@ -210,13 +210,26 @@ def edited(text: str, data: dict[str, Any], order: Sequence[str]) -> str:
             yaml = _yaml(sequence=max(indent, 2), offset=block_seq_indent or 0)
         doc = yaml.load(text)
     except YAMLError as error:
-        raise EditError(f"the file cannot be edited: {error}") from None
+        raise EditError(f"the file cannot be edited: {_located(error)}") from None
     if not isinstance(doc, CommentedMap):
         raise EditError("the file does not hold a mapping of fields")
     _edit_map(doc, copy.deepcopy(data), order)
     out = io.StringIO()
     yaml.dump(doc, out)
     return _checked(out.getvalue(), data)
+
+
+def _located(error: YAMLError) -> str:
+    """Where and why ruamel refused a file, never quoting the file's text.
+
+    ruamel's own message shows the offending lines, which may hold secrets.
+    """
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or type(error).__name__
+    # Keep a quoted single character ('\t'), drop any longer quoted text.
+    problem = re.sub(r"'[^']{3,}'", "'...'", str(problem))
+    where = f"line {mark.line + 1}: " if mark is not None else ""
+    return f"{where}{problem}; rewrite that line by hand"
 
 
 def _checked(text: str, data: dict[str, Any]) -> str:

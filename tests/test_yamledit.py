@@ -83,3 +83,11 @@ def test_a_value_that_would_not_read_back_is_refused():
 def test_a_file_that_is_not_a_mapping_cannot_be_edited():
     with pytest.raises(yamledit.EditError, match="mapping"):
         yamledit.edited("- a\n- b\n", {"id": "t"}, ORDER)
+
+
+def test_a_file_the_editor_cannot_read_is_refused_without_quoting_it():
+    text = 'id: t\nintegration-params:\n  pusher:\n    secret:\t"TAB-SECRET-1"\n'
+    with pytest.raises(yamledit.EditError) as refused:
+        yamledit.edited(text, {"id": "t"}, ORDER)
+    assert "line 4" in str(refused.value)
+    assert "TAB-SECRET" not in str(refused.value)
