@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from api_server import running_server, tree
+from api_server import git, running_server, tree
 from supervisor.xmlrpc import SupervisorTransport
 
 from reconciler.cli import main
@@ -133,3 +133,24 @@ def test_an_unreachable_node_fails_the_delete_and_changes_nothing(platform):
     assert tree(state) == before
     # The reachable node was not touched either: its process kept running.
     assert running(nodes[0].root) == pids
+
+
+def test_a_delete_refused_after_the_stop_starts_the_processes_again(platform):
+    state, nodes, ssh = platform
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "state"]):
+        git(state, *command)
+    hook = state / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\necho 'refused by policy' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    before = tree(state)
+
+    with running_server(state, *ssh) as server:
+        status, _, body = server.client.request("DELETE", "/1.0/instances/IN1")
+
+    assert status == 500
+    assert "refused by policy" in body["error"]
+    assert "they were started again" in body["error"]
+    assert tree(state) == before
+    assert WEB in running(nodes[0].root) and WEB2 in running(nodes[1].root)
+    hook.unlink()
+    assert main(["plan", str(state), "--detailed-exitcode", *ssh]) == 0

@@ -10,8 +10,8 @@ import logging
 import re
 
 from ..apply import FAILED, reconcile
-from ..errors import ConnectionFailed
-from ..render import bare
+from ..errors import ConnectionFailed, ReconcileError, WriteFailed
+from ..render import bare, render
 from ..state import StateObject
 from .crud import check_version, created, found, list_of, one, save, update
 from .http import Reply, json_object
@@ -82,38 +82,46 @@ def update_instance(api: Api, request: Request, id: str) -> Reply:
     etag=True,
 )
 def delete_instance(api: Api, request: Request, id: str) -> Reply:
-    with api.store.change(f"Delete instance {id}") as change:
-        instance = found(api, "instance", id)
-        check_version(api, request, instance)
-        nodes = [n for n in api.store.all("node") if n.instance == id]
-        services = [s for s in api.store.all("service") if s.instance == id]
-        processes = [
-            p for p in api.store.all("process") if p.data.get("instance") == id
-        ]
-        _stop_nodes(api, id, nodes)
+    stopped: list[str] = []
+    try:
+        with api.store.change(f"Delete instance {id}") as change:
+            instance = found(api, "instance", id)
+            check_version(api, request, instance)
+            nodes = [n for n in api.store.all("node") if n.instance == id]
+            services = [s for s in api.store.all("service") if s.instance == id]
+            processes = [
+                p for p in api.store.all("process") if p.data.get("instance") == id
+            ]
+            stopped = _stop_nodes(api, id, nodes)
 
-        tenants = [t for t in api.store.all("tenant") if t.data.get("instance") == id]
-        for tenant in tenants:
-            data = file_data(tenant)
-            del data["instance"]
-            save(change, "tenant", tenant.id, data, check=False)
-        for obj in [*processes, *services, *nodes, instance]:
-            change.remove(obj.kind, obj.key)
-        change.details += [
-            f"detached tenants: {', '.join(t.id for t in tenants) or 'none'}",
-            f"removed nodes: {', '.join(n.id for n in nodes) or 'none'}",
-            f"removed services: {', '.join(s.id for s in services) or 'none'}",
-            f"removed processes: {', '.join(p.id for p in processes) or 'none'}",
-        ]
+            tenants = [
+                t for t in api.store.all("tenant") if t.data.get("instance") == id
+            ]
+            for tenant in tenants:
+                data = file_data(tenant)
+                del data["instance"]
+                save(change, "tenant", tenant.id, data, check=False)
+            for obj in [*processes, *services, *nodes, instance]:
+                change.remove(obj.kind, obj.key)
+            change.details += [
+                f"detached tenants: {', '.join(t.id for t in tenants) or 'none'}",
+                f"removed nodes: {', '.join(n.id for n in nodes) or 'none'}",
+                f"removed services: {', '.join(s.id for s in services) or 'none'}",
+                f"removed processes: {', '.join(p.id for p in processes) or 'none'}",
+            ]
+    except Exception as error:
+        if stopped:
+            _start_again(api, id, stopped, error)
+        raise
     return Reply(204)
 
 
-def _stop_nodes(api: Api, instance: str, nodes: list[StateObject]) -> None:
+def _stop_nodes(api: Api, instance: str, nodes: list[StateObject]) -> list[str]:
     """Stop every process reconcile runs on these nodes, or change nothing.
 
     All nodes are contacted first; only when every one answered are their
     processes stopped, so that an unreachable node leaves everything as it
-    was.
+    was. Returns the keys of the nodes where something was stopped.
     """
     desired = [bare(node) for node in nodes]
     results = reconcile(desired, api.options, apply=False, parallel=api.parallel)
@@ -135,6 +143,36 @@ def _stop_nodes(api: Api, instance: str, nodes: list[StateObject]) -> None:
         )
     for result in results:
         log.info("%s: processes stopped and removed", result.key)
+    return [d.key for d in todo]
+
+
+def _start_again(api: Api, instance: str, keys: list[str], error: Exception) -> None:
+    """After a delete failed past the stop, apply the state as it still is.
+
+    The state was rolled back, so the stopped nodes are brought back to it;
+    the error says whether that worked, and raises as a failed write.
+    """
+    log.warning("deleting %s failed after its processes stopped: %s", instance, error)
+    if not isinstance(error, ReconcileError):
+        log.error("unexpected failure", exc_info=error)
+        error = WriteFailed("an unexpected error (the server's log has it)")
+    try:
+        desired = render(api.store.snapshot(), only=keys)
+        results = reconcile(
+            desired.values(), api.options, apply=True, parallel=api.parallel
+        )
+        reasons = "; ".join(f"{r.key}: {r.error}" for r in results if r.error)
+    except ReconcileError as again:
+        reasons = str(again)
+    outcome = (
+        f"starting them again failed ({reasons}); run reconcile apply"
+        if reasons
+        else "they were started again"
+    )
+    raise WriteFailed(
+        f"instance {instance} was not deleted: {error}; its processes had been "
+        f"stopped on {', '.join(keys)}, and {outcome}"
+    ) from None
 
 
 @route(
