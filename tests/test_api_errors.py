@@ -16,6 +16,7 @@ import base64
 import http.client
 import json
 import re
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -337,6 +338,85 @@ def test_chunked_body_over_the_limit_is_413(server):
     assert response.status == 413, content
     assert str(MAX_BODY) in json.loads(content)["error"]
     assert files(server) == before
+
+
+def raw_exchange(server: ApiServer, data: bytes, close: bool = True) -> bytes:
+    """Send `data` as it is on a socket; everything the server answers."""
+    with socket.create_connection(
+        (server.client.host, server.client.port), timeout=30
+    ) as connection:
+        connection.sendall(data)
+        if close:
+            connection.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    return received
+
+
+def raw_status_and_error(received: bytes) -> tuple[int, str]:
+    """The status and error of the one answer in `received`."""
+    head, _, body = received.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    assert b"application/json" in head, head
+    return status, json.loads(body)["error"]  # a second answer would fail here
+
+
+POST = b"POST /1.0/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "named"),
+    [
+        pytest.param(
+            POST + b"Transfer-Encoding: chunked\r\n\r\nffffffffff\r\n" + b"x" * 1000,
+            413,
+            str(MAX_BODY),
+            id="one-chunk-announcing-a-terabyte",
+        ),
+        pytest.param(
+            POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+            400,
+            "chunked",
+            id="a-chunk-size-that-is-no-number",
+        ),
+        pytest.param(
+            POST + b"Content-Length: 500\r\n\r\n" + b'{"id": "t-short", "name": "x"}',
+            400,
+            "500 bytes",
+            id="a-body-shorter-than-its-content-length",
+        ),
+        pytest.param(
+            POST
+            + b"Content-Length: 30\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b'1e\r\n{"id": "t-both", "name": "x"}\r\n0\r\n\r\n',
+            400,
+            "both Content-Length and Transfer-Encoding",
+            id="content-length-and-chunked-at-once",
+        ),
+    ],
+)
+def test_a_body_framed_wrong_is_refused_as_json_and_writes_nothing(
+    server, request_bytes, status, named
+):
+    before = files(server)
+    started = time.monotonic()
+    answered = raw_exchange(server, request_bytes)
+    assert time.monotonic() - started < 10
+    assert raw_status_and_error(answered)[0] == status, answered
+    assert named in raw_status_and_error(answered)[1]
+    assert files(server) == before
+    assert "Traceback" not in stderr_so_far(server)
+    assert server.client.request("GET", "/1.0/tenants").status == 200
+
+
+def test_headers_over_64_kib_are_refused(server):
+    padding = b"X-Padding: " + b"p" * 70_000 + b"\r\n"
+    answered = raw_exchange(
+        server, b"GET /1.0/tenants HTTP/1.1\r\nHost: x\r\n" + padding
+    )
+    assert int(answered.split()[1]) in (413, 414), answered[:200]
+    assert server.client.request("GET", "/1.0/tenants").status == 200
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bottle
+from cheroot.errors import MaxSizeExceeded
+from cheroot.server import ChunkedRFile
 
 from ..errors import (
     BrokenObject,
@@ -131,22 +133,49 @@ def _check_content_type(environ: dict) -> None:
 def read_body(environ: dict) -> bytes:
     """The request's raw body, at most MAX_BODY bytes."""
     length = environ.get("CONTENT_LENGTH") or ""
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     stream = environ["wsgi.input"]
     too_big = ApiError(
         413,
         f"the body is over {MAX_BODY} bytes, the limit for one request",
         {"Connection": "close"},
     )
+    if length and chunked:
+        raise ApiError(
+            400,
+            "the request has both Content-Length and Transfer-Encoding: chunked",
+            {"Connection": "close"},
+        )
     if length:
         try:
             size = int(length)
         except ValueError:
-            raise ApiError(400, f"invalid Content-Length {length!r}") from None
+            raise ApiError(400, f"invalid Content-Length {length[:40]!r}") from None
         if size > MAX_BODY:
             raise too_big
-        return stream.read(size) if size > 0 else b""
-    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-        data = stream.read(MAX_BODY + 1)
+        data = stream.read(size) if size > 0 else b""
+        if len(data) != size:
+            raise ApiError(
+                400,
+                f"the body ended after {len(data)} of the {size} bytes its "
+                "Content-Length announced",
+                {"Connection": "close"},
+            )
+        return data
+    if chunked:
+        if isinstance(stream, ChunkedRFile):
+            # Refuse a chunk that announces more than the limit before it is
+            # read: the reader takes each chunk whole. Chunk-size lines count
+            # too, hence the margin.
+            stream.maxlen = 2 * MAX_BODY
+        try:
+            data = stream.read(MAX_BODY + 1)
+        except (MaxSizeExceeded, OSError):
+            raise too_big from None
+        except ValueError as error:
+            raise ApiError(
+                400, f"malformed chunked body: {error}", {"Connection": "close"}
+            ) from None
         if len(data) > MAX_BODY:
             raise too_big
         return data

@@ -9,8 +9,9 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
-from cheroot.wsgi import Server
+from cheroot.wsgi import Gateway_10, Server
 
 from ..connections import ConnectOptions
 from ..errors import ReconcileError
@@ -23,10 +24,27 @@ log = logging.getLogger(__name__)
 SOCKET_TIMEOUT = 30
 # Seconds the requests in flight get to finish once a stop is asked for.
 SHUTDOWN_TIMEOUT = 10
+# Bytes of request line and headers accepted; cheroot answers 413 past it.
+MAX_HEADERS = 64 * 1024
 
 
 class ServeError(ReconcileError):
     """The server could not start."""
+
+
+class _Gateway(Gateway_10):
+    """cheroot's WSGI gateway, closing the connection when the answer says so.
+
+    cheroot sends an application's `Connection: close` but keeps the socket
+    open and reads what follows as the next request. After a body refused
+    half-read, that rest is the old body, so the connection must end.
+    """
+
+    def start_response(self, status: str, headers: list, exc_info: Any = None) -> Any:
+        write = super().start_response(status, headers, exc_info)
+        if any(k.lower() == "connection" and v.lower() == "close" for k, v in headers):
+            self.req.close_connection = True
+        return write
 
 
 def serve(
@@ -71,6 +89,10 @@ def serve(
         timeout=SOCKET_TIMEOUT,
         shutdown_timeout=SHUTDOWN_TIMEOUT,
     )
+    # The request line and headers together; bodies are bounded in http.py,
+    # where an answer over the limit can still be JSON.
+    server.max_request_header_size = MAX_HEADERS
+    server.gateway = _Gateway
     stop = threading.Event()
     received: list[str] = []
 
