@@ -6,9 +6,11 @@ person staged or edited elsewhere in the tree is left alone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -60,18 +62,29 @@ class GitRepo:
         return found.stdout.strip()
 
     def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        process = subprocess.Popen(
+            ["git", *args],
+            cwd=self.top,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=getattr(self, "environ", None),
+            start_new_session=True,  # its hooks too can be ended on a timeout
+        )
         try:
-            done = subprocess.run(
-                ["git", *args],
-                cwd=self.top,
-                capture_output=True,
-                text=True,
-                env=getattr(self, "environ", None),
-                timeout=GIT_TIMEOUT,
-            )
+            out, err = process.communicate(timeout=GIT_TIMEOUT)
         except subprocess.TimeoutExpired:
+            # SIGTERM, not SIGKILL: git then removes its own index.lock.
+            _signal_group(process.pid, signal.SIGTERM)
+            try:
+                process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                _signal_group(process.pid, signal.SIGKILL)
+                process.communicate()
             message = f"git {args[0]} did not finish in {GIT_TIMEOUT:.0f}s"
             raise WriteFailed(message) from None
+        done = subprocess.CompletedProcess(process.args, process.returncode, out, err)
         if check and done.returncode != 0:
             detail = (done.stderr or done.stdout).strip().splitlines()
             reason = detail[-1] if detail else f"exit status {done.returncode}"
@@ -79,24 +92,40 @@ class GitRepo:
         return done
 
     def commit(self, paths: list[Path], message: str) -> None:
-        """Commit the current content of `paths` (deleted ones as deletions)."""
+        """Commit the current content of `paths` (deleted ones as deletions).
+
+        Only those paths are committed, from the work tree: what a person
+        staged, in them or elsewhere, stays staged and out of the commit,
+        and a failed commit leaves the index as it was.
+        """
+        names = [self._name(path) for path in paths]
+        tracked = set(self._git("ls-files", "-z", "--", *names).stdout.split("\0"))
         present = [self._name(path) for path in paths if path.exists()]
-        gone = [self._name(path) for path in paths if not path.exists()]
-        if gone:
-            # A deleted file git never knew has nothing to commit.
-            tracked = self._git("ls-files", "-z", "--", *gone).stdout
-            gone = [name for name in tracked.split("\0") if name]
-        if present:
-            self._git("add", "--", *present)
+        gone = [
+            self._name(p) for p in paths if not p.exists() and self._name(p) in tracked
+        ]
+        new = [name for name in present if name not in tracked]
         if not present and not gone:
             return
-        self._git("commit", "--quiet", "--message", message, "--", *present, *gone)
+        same = self._git("diff", "--quiet", "HEAD", "--", *present, *gone, check=False)
+        if same.returncode == 0 and not new:
+            return  # written back as committed: nothing to commit
+        if new:
+            self._git("add", "--intent-to-add", "--", *new)
+        try:
+            self._git("commit", "--quiet", "--message", message, "--", *present, *gone)
+        except WriteFailed:
+            if new:
+                self._git(
+                    "rm", "--cached", "--quiet", "--force", "--", *new, check=False
+                )
+            raise
         log.info("committed: %s", message.splitlines()[0])
-
-    def unstage(self, paths: list[Path]) -> None:
-        """Forget what `commit` staged when its commit failed."""
-        names = [self._name(path) for path in paths]
-        self._git("reset", "--quiet", "--", *names, check=False)
 
     def _name(self, path: Path) -> str:
         return os.path.relpath(path, self.top)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)

@@ -412,7 +412,6 @@ class Change:
             try:
                 self.store.repo.commit(paths, message)
             except WriteFailed:
-                self.store.repo.unstage(paths)
                 self.rollback()
                 raise
         self._reindex()
