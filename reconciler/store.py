@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -357,6 +358,10 @@ class Change:
 
     def _write(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)  # a person's choice stays
+        except FileNotFoundError:
+            mode = 0o666 & ~_UMASK
         handle, temporary = tempfile.mkstemp(
             dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
         )
@@ -365,7 +370,7 @@ class Change:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
-            os.chmod(temporary, 0o644)
+            os.chmod(temporary, mode)
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
@@ -422,6 +427,16 @@ class Change:
                 len(paths),
                 "" if len(paths) == 1 else "s",
             )
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+# New files get the mode the process's umask gives, as any editor's would.
+_UMASK = _umask()
 
 
 def _sync_folder(folder: Path) -> None:

@@ -205,3 +205,11 @@ def test_a_write_is_refused_while_its_file_names_what_does_not_exist(
     path.write_text(path.read_text().replace("instance: IN9\n", "instance: IN1\n"))
     answer = server.client.request("PUT", "/1.0/tenants/globex", {"name": "G2"})
     assert answer.status == 200, answer.body
+
+
+def test_a_write_keeps_the_mode_a_person_gave_the_file(server: ApiServer) -> None:
+    path = server.state / "tenants" / "acme.yaml"
+    path.chmod(0o600)  # it holds the pusher secret
+    answer = server.client.request("PUT", "/1.0/tenants/acme", {"rate-limit": 6})
+    assert answer.status == 200, answer.body
+    assert path.stat().st_mode & 0o777 == 0o600
