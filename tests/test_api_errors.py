@@ -884,3 +884,12 @@ def test_integration_secret_never_appears_in_an_answer(server):
     assert SECRET.encode() not in renamed.raw
     assert SECRET in (server.state / "tenants" / "acme.yaml").read_text()
     assert SECRET not in stderr_so_far(server)
+
+
+def test_a_path_cannot_forge_a_line_of_the_access_log(server):
+    forged = "x%0AINFO:%20DELETE%20/1.0/tenants/acme%20204%200.1ms%00"
+    assert server.client.request("GET", f"/1.0/tenants/{forged}").status == 404
+    log = stderr_so_far(server)
+    assert "\nINFO: DELETE /1.0/tenants/acme 204" not in log
+    assert "GET /1.0/tenants/x%0AINFO:%20DELETE" in log
+    assert "\x00" not in log

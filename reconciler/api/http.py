@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import bottle
 from cheroot.errors import MaxSizeExceeded
@@ -328,10 +329,15 @@ class Edge:
                 access.info(
                     "%s %s %s %.1fms",
                     environ.get("REQUEST_METHOD"),
-                    environ.get("PATH_INFO"),
+                    _loggable(environ.get("PATH_INFO", "")),
                     status.split(" ", 1)[0],
                     (time.monotonic() - started) * 1000,
                 )
             return start_response(status, headers, exc_info)
 
         return self.app(environ, record)
+
+
+def _loggable(path: str) -> str:
+    """The path percent-encoded again, so that no byte of it can forge a line."""
+    return quote(path.encode("latin-1", "replace"), safe="/@+:,;=!$&'()*~")
