@@ -14,11 +14,14 @@ commit. If any of that fails, the files are put back as they were.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import os
 import re
+import secrets
 import stat
 import tempfile
 import threading
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 LOCK_TIMEOUT = 30.0
 IDS_FILE = ".reconcile-ids.json"
 LOCK_FILE = ".reconcile.lock"
+ETAG_KEY_FILE = ".reconcile-etag.key"
 
 _FOLDER_OF = {kind: folder for folder, kind in FOLDERS.items()}
 _NESTED_FOLDER_OF = {kind: folder for folder, kind in NESTED_FOLDERS.items()}
@@ -68,10 +72,15 @@ def _signature(info: os.stat_result) -> tuple[int, ...]:
     return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
-def etag_of(data: dict[str, Any]) -> str:
-    """A strong validator of an object's content, quoted as HTTP wants it."""
+def etag_of(data: dict[str, Any], key: bytes) -> str:
+    """A strong validator of an object's content, quoted as HTTP wants it.
+
+    Keyed, because the content holds secrets (a tenant's integration params):
+    a plain hash would let anyone test a guessed secret against the ETag.
+    """
     text = json.dumps(data, sort_keys=True, ensure_ascii=False)
-    return '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+    digest = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+    return '"' + digest[:32] + '"'
 
 
 def valid_id(kind: str, key: str) -> bool:
@@ -94,6 +103,8 @@ class Store:
             found.git_dir / "reconcile-store.lock" if found else self.root / LOCK_FILE
         )
         lock = self.lock_path
+        # Every server of one state shares the key, so their ETags agree.
+        self._etag_key = _shared_key(self.lock_path.with_name(ETAG_KEY_FILE))
         self._lock = FileLock(lock, timeout=LOCK_TIMEOUT)
         self._writing = threading.Lock()
         self._index: dict[tuple[str, str], Entry] = {}
@@ -140,7 +151,7 @@ class Store:
         obj, problems = read_object(self.root, path, kind, instance)
         entry = Entry(key, _signature(info), obj, problems)
         if obj is not None:
-            entry.etag = etag_of(obj.doc.data)
+            entry.etag = etag_of(obj.doc.data, self._etag_key)
         return entry
 
     def _fresh(self, kind: str, key: str) -> Entry | None:
@@ -427,6 +438,28 @@ class Change:
                 len(paths),
                 "" if len(paths) == 1 else "s",
             )
+
+
+def _shared_key(path: Path) -> bytes:
+    """The key in `path`, made there (readable by its owner only) if absent."""
+    try:
+        if not path.exists():
+            # Written whole under another name, then linked: two servers
+            # starting at once end up with the same key, never half of one.
+            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name)
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    out.write(secrets.token_bytes(32))
+                with contextlib.suppress(FileExistsError):
+                    os.link(temporary, path)
+            finally:
+                os.unlink(temporary)
+        key = path.read_bytes()
+    except OSError as error:
+        raise WriteFailed(f"cannot read or make {path}: {error.strerror}") from None
+    if len(key) < 32:
+        raise WriteFailed(f"{path} should hold 32 random bytes; remove it")
+    return key
 
 
 def _umask() -> int:

@@ -8,11 +8,14 @@ files behind the server's back show in the very next answer.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from api_server import ApiServer, commit_count, demo_state, git, running_server, tree
 
 
@@ -213,3 +216,16 @@ def test_a_write_keeps_the_mode_a_person_gave_the_file(server: ApiServer) -> Non
     answer = server.client.request("PUT", "/1.0/tenants/acme", {"rate-limit": 6})
     assert answer.status == 200, answer.body
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_etags_are_keyed_per_state_and_agree_between_servers(server: ApiServer):
+    tag = server.client.request("GET", "/1.0/tenants/acme").headers["ETag"]
+    with running_server(server.state) as second:
+        assert second.client.request("GET", "/1.0/tenants/acme").headers["ETag"] == tag
+
+    # Not a plain hash of the content: that would test a guessed secret.
+    data = yaml.safe_load((server.state / "tenants" / "acme.yaml").read_text())
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False)
+    assert hashlib.sha256(text.encode()).hexdigest()[:32] not in tag
+    key = server.state / ".git" / ".reconcile-etag.key"
+    assert key.stat().st_mode & 0o777 == 0o600
