@@ -239,9 +239,15 @@ class Store:
             return {}
         except (OSError, ValueError) as error:
             raise WriteFailed(f"{IDS_FILE} cannot be read: {error}") from None
-        if not isinstance(data, dict):
-            raise WriteFailed(f"{IDS_FILE} should hold a JSON object")
-        return {k: v for k, v in data.items() if isinstance(v, int)}
+        wrong = [
+            k for k, v in getattr(data, "items", dict)() if type(v) is not int or v < 0
+        ]
+        if not isinstance(data, dict) or wrong:
+            raise WriteFailed(
+                f"{IDS_FILE} should hold a JSON object of whole numbers, such as "
+                '{"instance": 3}' + (f"; {wrong[0]!r} is not one" if wrong else "")
+            )
+        return data
 
     def snapshot(self) -> State:
         """The whole state from the index, as `state.load` would give it."""

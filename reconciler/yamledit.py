@@ -216,7 +216,9 @@ def edited(text: str, data: dict[str, Any], order: Sequence[str]) -> str:
     _edit_map(doc, copy.deepcopy(data), order)
     out = io.StringIO()
     yaml.dump(doc, out)
-    return _checked(out.getvalue(), data)
+    result = _checked(out.getvalue(), data)
+    # ruamel writes \n; a file a person keeps with \r\n keeps them.
+    return re.sub(r"(?<!\r)\n", "\r\n", result) if "\r\n" in text else result
 
 
 def _located(error: YAMLError) -> str:

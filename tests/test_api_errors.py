@@ -893,3 +893,45 @@ def test_a_path_cannot_forge_a_line_of_the_access_log(server):
     assert "\nINFO: DELETE /1.0/tenants/acme 204" not in log
     assert "GET /1.0/tenants/x%0AINFO:%20DELETE" in log
     assert "\x00" not in log
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/1.0/users/%E2%84%AAarol@example.org",  # a Kelvin sign for the K
+        "/1.0/users/%20carol@example.org",
+        "/1.0/users/carol@example.org%20",
+    ],
+)
+def test_a_spelling_of_an_email_that_create_refuses_finds_no_user(server, path):
+    assert server.client.request("GET", "/1.0/users/Carol@Example.org").status == 200
+    assert_error(server.client.request("GET", path), 404)
+    assert_error(server.client.request("DELETE", path), 404)
+
+
+def test_put_with_if_none_match_star_is_412_and_changes_nothing(server):
+    before = files(server)
+    answer = server.client.request(
+        "PUT", "/1.0/tenants/acme", {"name": "X"}, headers={"If-None-Match": "*"}
+    )
+    assert_error(answer, 412, "If-None-Match")
+    assert files(server) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [({"id": 1}, "$.id: expected string"), ({"instance": "IN1"}, "'instance'")],
+)
+def test_a_wrong_instance_link_body_names_its_fault(server, body, named):
+    answer = server.client.request("POST", "/1.0/tenants/acme/instance", body)
+    assert_error(answer, 400, named)
+
+
+def test_a_broken_record_of_used_ids_refuses_a_create(fresh_server):
+    ids = fresh_server.state / ".reconcile-ids.json"
+    ids.write_text('{"instance": "99"}\n')
+    answer = fresh_server.client.request(
+        "POST", "/1.0/instances", {"name": "N", "zk": "z:1", "redis": "r"}
+    )
+    assert_error(answer, 500, ".reconcile-ids.json", "'instance'")
+    assert not (fresh_server.state / "instances" / "IN2.yaml").exists()

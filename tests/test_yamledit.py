@@ -75,6 +75,13 @@ def test_an_edit_keeps_what_a_person_wrote(text, data, expected):
     assert parse(result).data == data
 
 
+def test_a_file_with_crlf_line_ends_keeps_them():
+    text = "id: t\r\nname: A  # the name\r\nintegrations:\r\n- a\r\n"
+    data = {"id": "t", "name": "B", "integrations": ["a", "b"]}
+    result = yamledit.edited(text, data, ORDER)
+    assert result == "id: t\r\nname: B  # the name\r\nintegrations:\r\n- a\r\n- b\r\n"
+
+
 def test_a_value_that_would_not_read_back_is_refused():
     with pytest.raises(yamledit.Unstorable):
         yamledit.edited("id: t\nname: N\n", {"id": "t", "name": "\ud800"}, ORDER)

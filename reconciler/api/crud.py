@@ -26,8 +26,13 @@ Prepare = Callable[[Api, str, dict[str, Any], dict[str, Any]], None]
 
 
 def user_key(email: str) -> str:
-    """Emails are ids in lower case: any spelling finds the same user."""
-    return email.strip().lower()
+    """Emails are ids in lower case: any letter case finds the same user.
+
+    Only ASCII is lowered: stored emails are ASCII, and str.lower() would
+    turn the Kelvin sign into a 'k' and find a user by a spelling that a
+    create refuses.
+    """
+    return email.lower() if email.isascii() else email
 
 
 # The longest id an error message quotes whole.
@@ -61,8 +66,13 @@ def tags(request: Request, header: str) -> list[str]:
 def check_version(api: Api, request: Request, obj: StateObject) -> None:
     """Honour If-Match: refuse to change an object that changed since.
 
-    The comparison is strong, so a weak tag (W/"...") never matches.
+    The comparison is strong, so a weak tag (W/"...") never matches. An
+    `If-None-Match: *` (change only what does not exist) is always refused.
     """
+    if "*" in tags(request, "If-None-Match"):
+        raise StaleObject(
+            f"{obj.kind} {obj.key!r} exists, and If-None-Match: * asks that it not"
+        )
     wanted = tags(request, "If-Match")
     if not wanted or "*" in wanted:
         return

@@ -16,7 +16,7 @@ from .. import __version__, schemas
 from .http import MAX_BODY, PREFIX, Reply, Route
 from .platform import ROUTES
 from .routes import Api, Request, route
-from .shapes import SHAPES, request_schema
+from .shapes import SHAPES, instance_link_schema, request_schema
 
 _TITLES = {kind: kind.title() for kind in SHAPES}
 
@@ -94,12 +94,7 @@ def _components() -> dict[str, Any]:
         for operation in ("create", "update"):
             name = f"{title}{operation.title()}"
             found[name] = _hoist(request_schema(kind, operation), title, found)
-    found["InstanceLink"] = {
-        "type": "object",
-        "required": ["id"],
-        "additionalProperties": False,
-        "properties": {"id": schemas.schema("instance")["properties"]["id"]},
-    }
+    found["InstanceLink"] = instance_link_schema()
     for name, (left, right) in _LINKS.items():
         found[_camel(name)] = {
             "type": "object",

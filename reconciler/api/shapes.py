@@ -123,6 +123,23 @@ def request_schema(kind: str, operation: str) -> dict[str, Any]:
 
 
 @cache
+def instance_link_schema() -> dict[str, Any]:
+    """The body that puts a tenant on an instance: `{"id": "IN1"}`."""
+    return {
+        "type": "object",
+        "required": ["id"],
+        "additionalProperties": False,
+        "properties": {"id": schemas.schema("instance")["properties"]["id"]},
+    }
+
+
+def check_instance_link(body: dict[str, Any]) -> None:
+    problems = _problems(instance_link_schema(), body)
+    if problems:
+        raise InvalidObject(problems)
+
+
+@cache
 def _validator(kind: str, operation: str) -> Draft202012Validator:
     return Draft202012Validator(request_schema(kind, operation), registry=Registry())
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..errors import InvalidObject, ObjectExists, ObjectNotFound
+from ..errors import ObjectExists, ObjectNotFound
 from .crud import check_version, created, found, list_of, one, save, update
 from .http import Reply, json_object
 from .routes import Api, Request, route
-from .shapes import check_request, file_data, ordered
+from .shapes import check_instance_link, check_request, file_data, ordered
 
 
 @route("GET", "/tenants", "List all tenants", answer="tenant[]")
@@ -111,11 +111,7 @@ def tenant_instance(api: Api, request: Request, id: str) -> Reply:
 )
 def set_tenant_instance(api: Api, request: Request, id: str) -> Reply:
     body = json_object(request.environ)
-    if set(body) != {"id"} or not isinstance(body["id"], str):
-        unknown = sorted(set(body) - {"id"})
-        if unknown:
-            raise InvalidObject([(f"$.{unknown[0]}", f"unknown field {unknown[0]!r}")])
-        raise InvalidObject([("$.id", "missing required field 'id' (an instance id)")])
+    check_instance_link(body)
     instance = body["id"]
     with api.store.change(f"Add tenant {id} to instance {instance}") as change:
         tenant = found(api, "tenant", id)
