@@ -95,6 +95,7 @@ def valid_id(kind: str, key: str) -> bool:
 class Store:
     def __init__(self, root: Path, commit: bool = True):
         self.root = root.resolve()
+        self._root_text = str(self.root)
         found = GitRepo.find(self.root)
         self.repo = found if commit else None
         # In a work tree the lock lives in .git, out of `git status`; writers
@@ -113,14 +114,19 @@ class Store:
     # -- paths
 
     def path(self, kind: str, key: str) -> Path:
-        """The file of one object; its id must already be known valid."""
+        """The file of one object; ObjectNotFound for an id that is not valid."""
+        return Path(self._path_text(kind, key))
+
+    def _path_text(self, kind: str, key: str) -> str:
+        # Plain strings: this runs on every read, where pathlib costs more
+        # than the stat itself.
         if not valid_id(kind, key):
             raise ObjectNotFound(f"{key!r} is not a valid {kind} id")
         if kind in _NESTED_FOLDER_OF:
             instance, _, name = key.partition("/")
-            folder = self.root / "instances" / instance / _NESTED_FOLDER_OF[kind]
-            return folder / f"{name}{SUFFIX}"
-        return self.root / _FOLDER_OF[kind] / f"{key}{SUFFIX}"
+            folder = _NESTED_FOLDER_OF[kind]
+            return f"{self._root_text}/instances/{instance}/{folder}/{name}{SUFFIX}"
+        return f"{self._root_text}/{_FOLDER_OF[kind]}/{key}{SUFFIX}"
 
     def _folders(self, kind: str) -> list[tuple[Path, str | None]]:
         if kind not in _NESTED_FOLDER_OF:
@@ -155,9 +161,9 @@ class Store:
         return entry
 
     def _fresh(self, kind: str, key: str) -> Entry | None:
-        path = self.path(kind, key)
+        path = self._path_text(kind, key)
         try:
-            info = path.lstat()
+            info = os.lstat(path)
         except FileNotFoundError:
             with self._mutex:
                 self._index.pop((kind, key), None)
@@ -168,7 +174,7 @@ class Store:
             entry = self._index.get((kind, key))
         if entry is None or entry.signature != _signature(info):
             instance = key.partition("/")[0] if kind in _NESTED_FOLDER_OF else None
-            entry = self._load(kind, key, path, info, instance)
+            entry = self._load(kind, key, Path(path), info, instance)
             with self._mutex:
                 self._index[(kind, key)] = entry
         return entry
@@ -179,16 +185,20 @@ class Store:
 
     def get(self, kind: str, key: str) -> StateObject:
         """One object, read again if its file changed; BrokenObject if invalid."""
+        return self.get_tagged(kind, key)[0]
+
+    def etag(self, kind: str, key: str) -> str:
+        entry = self._fresh(kind, key)
+        return entry.etag if entry else ""
+
+    def get_tagged(self, kind: str, key: str) -> tuple[StateObject, str]:
+        """One object and its ETag, from one look at its file."""
         entry = self._fresh(kind, key) if valid_id(kind, key) else None
         if entry is None:
             raise ObjectNotFound(f"{kind} {key!r} does not exist")
         if entry.obj is None:
             raise BrokenObject(entry.problems)
-        return entry.obj
-
-    def etag(self, kind: str, key: str) -> str:
-        entry = self._fresh(kind, key)
-        return entry.etag if entry else ""
+        return entry.obj, entry.etag
 
     def _scan(self, kind: str) -> list[Entry]:
         """Every entry of a kind, re-reading the files that changed."""

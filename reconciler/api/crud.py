@@ -41,16 +41,20 @@ _SHOWN_ID = 100
 
 def found(api: Api, kind: str, key: str) -> StateObject:
     """The object, or ObjectNotFound naming it."""
+    return tagged(api, kind, key)[0]
+
+
+def tagged(api: Api, kind: str, key: str) -> tuple[StateObject, str]:
+    """The object and its ETag, or ObjectNotFound naming it."""
     try:
-        return api.store.get(kind, key)
+        return api.store.get_tagged(kind, key)
     except ObjectNotFound:
         shown = key if len(key) <= _SHOWN_ID else key[: _SHOWN_ID - 3] + "..."
         raise ObjectNotFound(f"{kind} {shown!r} does not exist") from None
 
 
 def one(api: Api, request: Request, kind: str, key: str) -> Reply:
-    obj = found(api, kind, key)
-    etag = api.store.etag(kind, obj.key)
+    obj, etag = tagged(api, kind, key)
     # If-None-Match compares weakly: W/"x" matches "x"; "*" matches any version.
     unwanted = [tag.removeprefix("W/") for tag in tags(request, "If-None-Match")]
     if etag and (etag in unwanted or "*" in unwanted):
