@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-import xmlrpc.client
 from pathlib import Path
 
 import pytest
 import yaml
 from api_server import git, running_server, tree
-from supervisor.xmlrpc import SupervisorTransport
+from platform_state import pids, two_instances, write
 
 from reconciler.cli import main
 
@@ -18,55 +16,12 @@ WEB2 = "3f1c1d0e-7d4a-4c55-9a53-1b0c2b9d5e02"
 OTHER = "3f1c1d0e-7d4a-4c55-9a53-1b0c2b9d5e03"
 
 
-def write(root: Path, relative: str, data: dict) -> None:
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
-def node_yaml(node, name: str) -> dict:
-    return {
-        "name": name,
-        "ip-address": node.address,
-        "port": node.port,
-        "username": node.user,
-        "root": node.root,
-        "python": sys.executable,
-    }
-
-
 @pytest.fixture
 def platform(ssh_nodes, tmp_path):
     """IN1 on two SSH nodes, IN2 on a third; one web process on each node."""
     nodes = ssh_nodes(3)
     state = tmp_path / "state"
-    write(state, "instances/IN1.yaml", {"name": "One", "zk": "zk:2181", "redis": "r"})
-    write(state, "instances/IN2.yaml", {"name": "Two", "zk": "zk:2181", "redis": "r"})
-    write(state, "instances/IN1/nodes/ND1.yaml", node_yaml(nodes[0], "a"))
-    write(state, "instances/IN1/nodes/ND2.yaml", node_yaml(nodes[1], "b"))
-    write(state, "instances/IN2/nodes/ND1.yaml", node_yaml(nodes[2], "c"))
-    write(
-        state,
-        "service-types/web.yaml",
-        {
-            "command": [
-                "{python}",
-                "-m",
-                "http.server",
-                "{options.port}",
-                "--bind",
-                "{address}",
-                "--directory",
-                "{etc}",
-            ],
-        },
-    )
-    for instance in ("IN1", "IN2"):
-        write(
-            state,
-            f"instances/{instance}/services/SV1.yaml",
-            {"name": "web", "type": "web", "options": {"port": 18711}},
-        )
+    two_instances(state, nodes, web_port=18711)
     for pid, instance, node in ((WEB, "IN1", "ND1"), (WEB2, "IN1", "ND2")):
         write(
             state,
@@ -86,24 +41,17 @@ def platform(ssh_nodes, tmp_path):
     ssh_nodes.remove(nodes)
 
 
-def running(root: str) -> dict[str, int]:
-    transport = SupervisorTransport(None, None, f"unix://{root}/run/supervisor.sock")
-    proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
-    info = proxy.supervisor.getAllProcessInfo()
-    return {p["name"]: p["pid"] for p in info if p["statename"] == "RUNNING"}
-
-
 def test_deleting_an_instance_stops_its_processes_then_removes_it(platform):
     state, nodes, ssh = platform
-    assert WEB in running(nodes[0].root) and WEB2 in running(nodes[1].root)
-    other = running(nodes[2].root)
+    assert WEB in pids(nodes[0].root) and WEB2 in pids(nodes[1].root)
+    other = pids(nodes[2].root)
     with running_server(state, *ssh, commit=False) as server:
         answer = server.client.request("DELETE", "/1.0/instances/IN1")
 
     assert (answer.status, answer.raw) == (204, b"")
-    assert running(nodes[0].root) == {} and running(nodes[1].root) == {}
+    assert pids(nodes[0].root) == {} and pids(nodes[1].root) == {}
     assert not Path(nodes[0].root, "etc/instance.json").exists()
-    assert running(nodes[2].root) == other  # another instance's node: untouched
+    assert pids(nodes[2].root) == other  # another instance's node: untouched
 
     left = set(tree(state))
     assert not any(name.startswith("instances/IN1") for name in left)
@@ -118,7 +66,7 @@ def test_deleting_an_instance_stops_its_processes_then_removes_it(platform):
 def test_an_unreachable_node_fails_the_delete_and_changes_nothing(platform):
     state, nodes, ssh = platform
     before = tree(state)
-    pids = running(nodes[0].root)
+    before_pids = pids(nodes[0].root)
     nodes[1].stop()
     try:
         with running_server(
@@ -132,7 +80,7 @@ def test_an_unreachable_node_fails_the_delete_and_changes_nothing(platform):
     assert "instance IN1 was not deleted: cannot reach IN1/ND2" in body["error"]
     assert tree(state) == before
     # The reachable node was not touched either: its process kept running.
-    assert running(nodes[0].root) == pids
+    assert pids(nodes[0].root) == before_pids
 
 
 def test_a_delete_refused_after_the_stop_starts_the_processes_again(platform):
@@ -151,6 +99,6 @@ def test_a_delete_refused_after_the_stop_starts_the_processes_again(platform):
     assert "refused by policy" in body["error"]
     assert "they were started again" in body["error"]
     assert tree(state) == before
-    assert WEB in running(nodes[0].root) and WEB2 in running(nodes[1].root)
+    assert WEB in pids(nodes[0].root) and WEB2 in pids(nodes[1].root)
     hook.unlink()
     assert main(["plan", str(state), "--detailed-exitcode", *ssh]) == 0

@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 import urllib.request
-import xmlrpc.client
 from pathlib import Path
 
 import pytest
-import yaml
-from supervisor.xmlrpc import SupervisorTransport
+from platform_state import node_yaml, pids, two_instances, write
 
 from reconciler.cli import main
 
@@ -35,49 +32,11 @@ ECHO_PROGRAM = (
 )
 
 
-def write(root: Path, relative: str, data: dict) -> None:
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
-def node_yaml(node, name: str) -> dict:
-    return {
-        "name": name,
-        "ip-address": node.address,
-        "port": node.port,
-        "username": node.user,
-        "root": node.root,
-        "python": sys.executable,
-    }
-
-
 @pytest.fixture
 def cluster(ssh_nodes, tmp_path):
     nodes = ssh_nodes(3)
     state = tmp_path / "state"
-    write(state, "instances/IN1.yaml", {"name": "One", "zk": "zk:2181", "redis": "r"})
-    write(state, "instances/IN2.yaml", {"name": "Two", "zk": "zk:2181", "redis": "r"})
-    write(state, "instances/IN1/nodes/ND1.yaml", node_yaml(nodes[0], "a"))
-    write(state, "instances/IN1/nodes/ND2.yaml", node_yaml(nodes[1], "b"))
-    write(state, "instances/IN2/nodes/ND1.yaml", node_yaml(nodes[2], "c"))
-    write(
-        state,
-        "service-types/web.yaml",
-        {
-            "command": [
-                "{python}",
-                "-m",
-                "http.server",
-                "{options.port}",
-                "--bind",
-                "{address}",
-                "--directory",
-                "{etc}",
-            ],
-            "reads": ["etc/tenants/*.json", "etc/services/{service}.json"],
-        },
-    )
+    two_instances(state, nodes, web_port=18701)
     write(
         state,
         "service-types/echo.yaml",
@@ -87,11 +46,6 @@ def cluster(ssh_nodes, tmp_path):
         },
     )
     for instance in ("IN1", "IN2"):
-        write(
-            state,
-            f"instances/{instance}/services/SV1.yaml",
-            {"name": "web", "type": "web", "options": {"port": 18701}},
-        )
         write(
             state,
             f"instances/{instance}/services/SV2.yaml",
@@ -122,16 +76,6 @@ def run(capsys, *argv: str, nodes=None) -> tuple[int, str]:
     code = main(args)
     out = capsys.readouterr()
     return code, out.out + out.err
-
-
-def supervisor(root: str) -> xmlrpc.client.ServerProxy:
-    transport = SupervisorTransport(None, None, f"unix://{root}/run/supervisor.sock")
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
-
-
-def pids(root: str) -> dict[str, int]:
-    info = supervisor(root).supervisor.getAllProcessInfo()
-    return {p["name"]: p["pid"] for p in info if p["statename"] == "RUNNING"}
 
 
 def mtimes(root: str) -> dict[str, int]:
