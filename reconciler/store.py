@@ -472,7 +472,14 @@ def _shared_key(path: Path) -> bytes:
                 os.unlink(temporary)
         key = path.read_bytes()
     except OSError as error:
-        raise WriteFailed(f"cannot read or make {path}: {error.strerror}") from None
+        # A read-only state can still be served; only its ETags then differ
+        # from another server's.
+        log.warning(
+            "cannot read or make %s (%s): ETags are this process's own",
+            path,
+            error.strerror,
+        )
+        return secrets.token_bytes(32)
     if len(key) < 32:
         raise WriteFailed(f"{path} should hold 32 random bytes; remove it")
     return key
