@@ -331,8 +331,6 @@ def serve(
     from .api.server import serve as run_server
     from .store import Store
 
-    # One access line per request on stderr, whatever the verbosity.
-    logging.getLogger("reconciler.access").setLevel(logging.INFO)
     store = Store(state, commit=not no_commit)
     stopped_by = run_server(
         store,

@@ -15,6 +15,7 @@ commit. If any of that fails, the files are put back as they were.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -83,13 +84,18 @@ def etag_of(data: dict[str, Any], key: bytes) -> str:
     return '"' + digest[:32] + '"'
 
 
+@functools.cache
+def _id_regex(kind: str) -> re.Pattern[str]:
+    return re.compile(schemas.id_pattern(kind))
+
+
 def valid_id(kind: str, key: str) -> bool:
     """Whether `key` can name an object of `kind`: never a path elsewhere."""
     if kind in _NESTED_FOLDER_OF:
         instance, _, key = key.partition("/")
-        if not re.fullmatch(schemas.id_pattern("instance"), instance):
+        if not _id_regex("instance").fullmatch(instance):
             return False
-    return re.fullmatch(schemas.id_pattern(kind), key) is not None
+    return _id_regex(kind).fullmatch(key) is not None
 
 
 class Store:
@@ -193,7 +199,7 @@ class Store:
 
     def get_tagged(self, kind: str, key: str) -> tuple[StateObject, str]:
         """One object and its ETag, from one look at its file."""
-        entry = self._fresh(kind, key) if valid_id(kind, key) else None
+        entry = self._fresh(kind, key)  # ObjectNotFound for an invalid id
         if entry is None:
             raise ObjectNotFound(f"{kind} {key!r} does not exist")
         if entry.obj is None:

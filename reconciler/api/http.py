@@ -36,7 +36,6 @@ from ..errors import (
 )
 
 log = logging.getLogger(__name__)
-access = logging.getLogger("reconciler.access")
 
 PREFIX = "/1.0"
 # The largest request body accepted, in bytes (an integration definition is
@@ -305,13 +304,19 @@ class Edge:
     """WSGI middleware at the edge: path aliases, no trailing /, access log.
 
     `/1.0/tenant/...` answers as `/1.0/tenants/...`, as the platform's own
-    examples write it. One line per request goes to the `reconciler.access`
-    logger: method, path, status and time taken.
+    examples write it. With `access_log`, one line per request goes to it:
+    client address, method, path, status and time taken.
     """
 
-    def __init__(self, app: Callable, aliases: dict[str, str]):
+    def __init__(
+        self,
+        app: Callable,
+        aliases: dict[str, str],
+        access_log: Callable[[str], None] | None = None,
+    ):
         self.app = app
         self.aliases = aliases
+        self.access_log = access_log
 
     def __call__(self, environ: dict, start_response: Callable) -> Any:
         started = time.monotonic()
@@ -325,13 +330,13 @@ class Edge:
         environ["PATH_INFO"] = path
 
         def record(status: str, headers: list, exc_info: Any = None) -> Callable:
-            if access.isEnabledFor(logging.INFO):
-                access.info(
-                    "%s %s %s %.1fms",
-                    environ.get("REQUEST_METHOD"),
-                    _loggable(environ.get("PATH_INFO", "")),
-                    status.split(" ", 1)[0],
-                    (time.monotonic() - started) * 1000,
+            if self.access_log is not None:
+                self.access_log(
+                    f"{environ.get('REMOTE_ADDR', '-')} "
+                    f"{_loggable(environ.get('REQUEST_METHOD', ''))} "
+                    f"{_loggable(environ.get('PATH_INFO', ''))} "
+                    f"{status.split(' ', 1)[0]} "
+                    f"{(time.monotonic() - started) * 1000:.1f}ms"
                 )
             return start_response(status, headers, exc_info)
 
