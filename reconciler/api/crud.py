@@ -192,6 +192,36 @@ def update(
     return updated(kind, api, key)
 
 
+def add_item(
+    api: Api, change: Change, owner: tuple[str, str], field: str, item: tuple[str, str]
+) -> None:
+    """Add an existing object's id to a list field of another, once.
+
+    `owner` and `item` are (kind, key); both must exist.
+    """
+    obj = found(api, *owner)
+    found(api, *item)
+    data = file_data(obj)
+    items = data.setdefault(field, [])
+    if item[1] not in items:
+        items.append(item[1])
+        save(change, *owner, data)
+
+
+def without_item(
+    api: Api, owner: tuple[str, str], field: str, item: str, missing: str
+) -> dict[str, Any]:
+    """The owner's file data with `item` taken from a list field, not yet saved.
+
+    ObjectNotFound with the message `missing` when the list does not hold it.
+    """
+    data = file_data(found(api, *owner))
+    if item not in data.get(field, []):
+        raise ObjectNotFound(missing)
+    data[field] = [i for i in data[field] if i != item]
+    return data
+
+
 def list_of(api: Api, kind: str) -> Reply:
     """Every object of a kind, as the API shows it."""
     return Reply(200, [answer(obj) for obj in api.store.all(kind)])

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from ..errors import ObjectExists, ObjectNotFound
-from .crud import check_version, created, found, list_of, one, save, update
+from .crud import (
+    add_item,
+    check_version,
+    created,
+    found,
+    list_of,
+    one,
+    save,
+    update,
+    without_item,
+)
 from .http import Reply, json_object
 from .routes import Api, Request, route
 from .shapes import check_instance_link, check_request, file_data, ordered
@@ -160,13 +170,7 @@ def tenant_integrations(api: Api, request: Request, id: str) -> Reply:
 )
 def add_tenant_integration(api: Api, request: Request, tid: str, id: str) -> Reply:
     with api.store.change(f"Give tenant {tid} integration {id}") as change:
-        tenant = found(api, "tenant", tid)
-        found(api, "integration", id)
-        data = file_data(tenant)
-        used = data.setdefault("integrations", [])
-        if id not in used:
-            used.append(id)
-            save(change, "tenant", tid, data)
+        add_item(api, change, ("tenant", tid), "integrations", ("integration", id))
     return Reply(201, {"tenant": tid, "integration": id})
 
 
@@ -178,11 +182,8 @@ def add_tenant_integration(api: Api, request: Request, tid: str, id: str) -> Rep
 )
 def remove_tenant_integration(api: Api, request: Request, tid: str, id: str) -> Reply:
     with api.store.change(f"Take integration {id} from tenant {tid}") as change:
-        tenant = found(api, "tenant", tid)
-        data = file_data(tenant)
-        if id not in data.get("integrations", []):
-            raise ObjectNotFound(f"tenant {tid!r} has no integration {id!r}")
-        data["integrations"] = [i for i in data["integrations"] if i != id]
+        missing = f"tenant {tid!r} has no integration {id!r}"
+        data = without_item(api, ("tenant", tid), "integrations", id, missing)
         params = data.get("integration-params", {})
         if id in params:
             del params[id]

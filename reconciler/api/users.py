@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import credentials
-from ..errors import ObjectExists, ObjectNotFound
+from ..errors import ObjectExists
 from .crud import (
+    add_item,
     check_version,
     created,
     found,
@@ -15,10 +16,11 @@ from .crud import (
     save,
     update,
     user_key,
+    without_item,
 )
 from .http import Reply, json_object
 from .routes import Api, Request, route
-from .shapes import check_request, file_data
+from .shapes import check_request
 
 
 @route("GET", "/users", "List all users", answer="user[]")
@@ -103,13 +105,7 @@ def delete_user(api: Api, request: Request, email: str) -> Reply:
 def add_user_tenant(api: Api, request: Request, email: str, id: str) -> Reply:
     key = user_key(email)
     with api.store.change(f"Give user {key} access to tenant {id}") as change:
-        user = found(api, "user", key)
-        found(api, "tenant", id)
-        data = file_data(user)
-        tenants = data.setdefault("tenants", [])
-        if id not in tenants:
-            tenants.append(id)
-            save(change, "user", key, data)
+        add_item(api, change, ("user", key), "tenants", ("tenant", id))
     return Reply(201, {"user": key, "tenant": id})
 
 
@@ -122,10 +118,7 @@ def add_user_tenant(api: Api, request: Request, email: str, id: str) -> Reply:
 def remove_user_tenant(api: Api, request: Request, email: str, id: str) -> Reply:
     key = user_key(email)
     with api.store.change(f"Take user {key}'s access to tenant {id}") as change:
-        user = found(api, "user", key)
-        data = file_data(user)
-        if id not in data.get("tenants", []):
-            raise ObjectNotFound(f"user {key!r} has no access to tenant {id!r}")
-        data["tenants"] = [t for t in data["tenants"] if t != id]
+        missing = f"user {key!r} has no access to tenant {id!r}"
+        data = without_item(api, ("user", key), "tenants", id, missing)
         save(change, "user", key, data)
     return Reply(204)
