@@ -340,11 +340,12 @@ def serve(
         threads=threads,
         parallel=parallel,
         ready=lambda url: click.echo(
-            f"Serving {url}/1.0/ from '{state}'"
+            f"Serving {url}/1.0/ from '{state}' "
+            f"(routes: {url}/1.0/openapi.json); "
             + (
-                f" (writes are committed to git in {store.repo.top})"
+                f"writes are committed to git in {store.repo.top}"
                 if store.repo
-                else ""
+                else "writes are not committed"
             )
             + "; Ctrl-C stops.",
             err=True,

@@ -76,12 +76,7 @@ class InvalidObject(ReconcileError):
 
     def __init__(self, problems: list[tuple[str, str]]):
         self.problems = problems
-        super().__init__(
-            "; ".join(
-                f"{path}: {message}" if path != "$" else message
-                for path, message in problems
-            )
-        )
+        super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
 
 
 class BrokenObject(ReconcileError):

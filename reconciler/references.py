@@ -145,6 +145,17 @@ def _integrations(state: State) -> Iterator[Problem]:
                 ("type",),
                 f"type {kind!r} must equal the integration's id {integration.id!r}",
             )
+        # A misspelt name here would leave the real param unredacted.
+        declared = declared_params(integration.data)
+        redacted = (integration.data.get("endpoint") or {}).get("redact", [])
+        for i, name in enumerate(redacted):
+            if name not in declared:
+                yield _at(
+                    integration,
+                    ("endpoint", "redact", i),
+                    f"redact names {name!r}, which is not one of its params: "
+                    + (", ".join(sorted(declared)) or "it has none"),
+                )
 
 
 def _services(state: State) -> Iterator[Problem]:

@@ -176,10 +176,25 @@ def _explain(
         yield path, "the value matches none of the allowed forms"
         return
     if error.validator in ("anyOf", "oneOf") and error.context:
+        wanted = [s.validator_value for s in error.context if s.validator == "required"]
+        if len(wanted) == len(error.context):
+            # Each alternative only asks for fields: say which to give.
+            names = sorted({name for fields in wanted for name in fields})
+            listed = ", ".join(repr(name) for name in names)
+            yield path, f"needs at least one of the fields {listed}"
+            return
         # Name the alternatives' own complaints rather than the whole value.
-        reasons = sorted({sub.message for sub in error.context})
+        reasons = sorted(
+            {message for sub in error.context for _, message in _explain(sub, doc, ())}
+        )
         yield path, "matches none of the allowed forms: " + "; ".join(reasons)
         return
+    if error.validator == "uniqueItems" and isinstance(value, list):
+        for index, item in enumerate(value):
+            if item in value[:index]:
+                shown = "a value" if secret else _short(item)
+                yield path, f"{shown} is listed twice"
+                return
     if error.validator == "pattern":
         pattern = str(error.validator_value).removesuffix("(?!\\n)")
         field = next((p for p in reversed(path) if isinstance(p, str)), "value")

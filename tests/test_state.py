@@ -173,6 +173,13 @@ BAD_FILES = {
         "name: Dan\npassword-hash: 0x1234abcd\n",
         "$.password-hash: this value is ambiguous in YAML",
     ),
+    "a misspelt name in redact, which would leave the secret shown": (
+        "integrations/echo.yaml",
+        "type: echo\ndisplay: Echo\nendpoint:\n  name: echo\n  type: echo\n"
+        "  params: [token]\n  redact: [tokn]\n",
+        "integrations/echo.yaml:7: $.endpoint.redact[0]: redact names 'tokn', "
+        "which is not one of its params: token",
+    ),
     "a service missing an option its command needs": (
         "instances/IN1/services/SV9.yaml",
         "name: X\ntype: config-web\n",

@@ -172,9 +172,13 @@ def update(
 ) -> Reply:
     """A partial update with `body`: fields not sent keep their values.
 
+    A field sent as null is removed, if its kind can do without it. A field
+    sent is replaced whole: an object value is not merged with the old one.
     `prepare`, given the body and the object's new data under the store
     lock, checks what the kind's schema cannot and adds derived fields.
     """
+    cleared = clearable(kind, body)
+    body = {name: value for name, value in body.items() if name not in cleared}
     check_request(kind, "update", body)
     with api.store.change(f"Update {kind} {key}") as change:
         obj = found(api, kind, key)
@@ -184,12 +188,32 @@ def update(
         for name in SHAPES[kind].update:
             if name in body and name != "password":
                 data[name] = body[name]
+        for name in cleared:
+            data.pop(name, None)
         if prepare is not None:
             prepare(api, key, body, data)
         fields = sorted(name for name in body if name in SHAPES[kind].update)
+        fields += sorted(f"{name} removed" for name in cleared)
         change.message += f": {', '.join(fields)}" if fields else ""
         save(change, kind, key, data)
     return updated(kind, api, key)
+
+
+def clearable(kind: str, body: dict[str, Any]) -> list[str]:
+    """The fields a PUT sends as null, to remove; InvalidObject if one cannot be.
+
+    Fields outside the update's shape are left to check_request to name.
+    """
+    nulls = [n for n, v in body.items() if v is None and n in SHAPES[kind].update]
+    kept = [name for name in nulls if name not in SHAPES[kind].clearable]
+    if kept:
+        raise InvalidObject(
+            [
+                (f"$.{name}", f"{name} cannot be removed, only given a new value")
+                for name in kept
+            ]
+        )
+    return nulls
 
 
 def add_item(
@@ -214,11 +238,19 @@ def without_item(
     """The owner's file data with `item` taken from a list field, not yet saved.
 
     ObjectNotFound with the message `missing` when the list does not hold it.
+    A list left empty is removed, as if never written.
     """
     data = file_data(found(api, *owner))
     if item not in data.get(field, []):
         raise ObjectNotFound(missing)
-    data[field] = [i for i in data[field] if i != item]
+    return dropped(data, field, item)
+
+
+def dropped(data: dict[str, Any], field: str, item: str) -> dict[str, Any]:
+    """`data` without `item` in its list `field`; a list left empty goes too."""
+    data[field] = [i for i in data.get(field, []) if i != item]
+    if not data[field]:
+        del data[field]
     return data
 
 

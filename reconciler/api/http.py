@@ -9,6 +9,7 @@ an `error` field.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import math
@@ -182,6 +183,21 @@ def read_body(environ: dict) -> bytes:
     return b""
 
 
+def _no_body(route: Route, environ: dict) -> None:
+    """Refuse a body sent to a route that reads none, rather than ignore it.
+
+    An empty JSON object, which some clients send by default, is no body.
+    """
+    if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+        return
+    raw = read_body(environ).strip()
+    if raw and raw != b"{}":
+        raise ApiError(
+            400,
+            f"{route.method} {route.path} takes no body; got {len(raw)} bytes",
+        )
+
+
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -191,7 +207,8 @@ def _finite(text: str) -> float:
 
 def json_object(environ: dict) -> dict[str, Any]:
     """The request's body as a JSON object; ApiError for anything else."""
-    raw = read_body(environ)
+    # RFC 8259 lets a parser ignore a byte-order mark; some clients send one.
+    raw = read_body(environ).removeprefix(codecs.BOM_UTF8)
     if not raw.strip():
         raise ApiError(400, "the request needs a JSON object as its body")
     _check_content_type(environ)
@@ -262,6 +279,8 @@ def _failure(error: Exception) -> bottle.HTTPResponse:
 def _wrap(route: Route, context: Any) -> Callable[..., bottle.HTTPResponse]:
     def call(**params: str) -> bottle.HTTPResponse:
         try:
+            if route.request is None:
+                _no_body(route, bottle.request.environ)
             reply = route.handler(context, bottle.request, **params)
         except Exception as error:  # every failure becomes a JSON answer
             return _failure(error)

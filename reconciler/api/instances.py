@@ -103,12 +103,14 @@ def delete_instance(api: Api, request: Request, id: str) -> Reply:
                 save(change, "tenant", tenant.id, data, check=False)
             for obj in [*processes, *services, *nodes, instance]:
                 change.remove(obj.kind, obj.key)
-            change.details += [
-                f"detached tenants: {', '.join(t.id for t in tenants) or 'none'}",
-                f"removed nodes: {', '.join(n.id for n in nodes) or 'none'}",
-                f"removed services: {', '.join(s.id for s in services) or 'none'}",
-                f"removed processes: {', '.join(p.id for p in processes) or 'none'}",
-            ]
+            for what, objs in [
+                ("detached tenants", tenants),
+                ("removed nodes", nodes),
+                ("removed services", services),
+                ("removed processes", processes),
+            ]:
+                if objs:
+                    change.details.append(f"{what}: {', '.join(o.id for o in objs)}")
     except Exception as error:
         if stopped:
             _start_again(api, id, stopped, error)

@@ -91,9 +91,9 @@ def _components() -> dict[str, Any]:
     for kind in SHAPES:
         title = _TITLES[kind]
         found[title] = _hoist(_answer_schema(kind), title, found)
-        for operation in ("create", "update"):
-            name = f"{title}{operation.title()}"
-            found[name] = _hoist(request_schema(kind, operation), title, found)
+        found[f"{title}Create"] = _hoist(request_schema(kind, "create"), title, found)
+        update = _nullable(kind, request_schema(kind, "update"))
+        found[f"{title}Update"] = _hoist(update, title, found)
     found["InstanceLink"] = instance_link_schema()
     for name, (left, right) in _LINKS.items():
         found[_camel(name)] = {
@@ -102,6 +102,21 @@ def _components() -> dict[str, Any]:
             "properties": {left: {"type": "string"}, right: {"type": "string"}},
         }
     return found
+
+
+def _nullable(kind: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """An update's schema, where null removes a field the kind can do without."""
+    result = copy.deepcopy(schema)
+    for name, prop in result["properties"].items():
+        if name in SHAPES[kind].clearable:
+            result["properties"][name] = {
+                "anyOf": [prop, {"type": "null", "description": "removes the field"}]
+            }
+    result["description"] = (
+        "Fields not sent keep their values; a field sent replaces its value "
+        "whole; null removes an optional field."
+    )
+    return result
 
 
 def _camel(name: str) -> str:

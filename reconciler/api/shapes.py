@@ -48,6 +48,14 @@ class Shape:
         return schemas.ID_FIELD[self.kind]
 
     @property
+    def clearable(self) -> tuple[str, ...]:
+        """Fields a PUT may remove by sending null: those the kind can lack."""
+        required = set(schemas.schema(self.kind).get("required", ()))
+        return tuple(
+            name for name in self.update if name not in required | {"password"}
+        )
+
+    @property
     def order(self) -> list[str]:
         """The order of fields in a file: the schema's."""
         return list(schemas.schema(self.kind)["properties"])

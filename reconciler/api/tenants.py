@@ -7,6 +7,7 @@ from .crud import (
     add_item,
     check_version,
     created,
+    dropped,
     found,
     list_of,
     one,
@@ -73,8 +74,7 @@ def delete_tenant(api: Api, request: Request, id: str) -> Reply:
         check_version(api, request, tenant)
         users = [u for u in api.store.all("user") if id in u.data.get("tenants", [])]
         for user in users:
-            data = file_data(user)
-            data["tenants"] = [t for t in data["tenants"] if t != id]
+            data = dropped(file_data(user), "tenants", id)
             save(change, "user", user.id, data, check=False)
         change.remove("tenant", id)
         if users:
@@ -128,6 +128,8 @@ def set_tenant_instance(api: Api, request: Request, id: str) -> Reply:
         found(api, "instance", instance)
         data = file_data(tenant)
         if data.get("instance") != instance:
+            if "instance" in data:
+                change.message += f" (moved from {data['instance']})"
             data["instance"] = instance
             save(change, "tenant", id, data)
     return Reply(201, {"tenant": id, "instance": instance})
