@@ -331,6 +331,7 @@ class Change:
     details: list[str] = field(default_factory=list)
     _before: dict[Path, bytes | None] = field(default_factory=dict)
     _keys: list[tuple[str, str]] = field(default_factory=list)
+    _made: list[Path] = field(default_factory=list)  # folders this change made
 
     def _remember(self, path: Path, kind: str, key: str) -> None:
         if path not in self._before:
@@ -390,6 +391,10 @@ class Change:
         self._write(path, (json.dumps(ids, indent=2, sort_keys=True) + "\n").encode())
 
     def _write(self, path: Path, data: bytes) -> None:
+        folder = path.parent
+        while not folder.exists():
+            self._made.append(folder)
+            folder = folder.parent
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             mode = stat.S_IMODE(path.stat().st_mode)  # a person's choice stays
@@ -426,6 +431,9 @@ class Change:
                 self._prune(path.parent)
             else:
                 self._write(path, data)
+        for folder in sorted(self._made, key=lambda f: len(f.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: a folder made meanwhile stays
         self._reindex()
 
     def _reindex(self) -> None:

@@ -36,6 +36,8 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _PLAIN_TAG = "tag:cxengage:plain"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
+_YAML_TYPES = {"binary", "bool", "float", "int", "map", "null", "omap", "pairs"}
+_YAML_TYPES |= {"seq", "set", "timestamp", "value", "yaml"}
 
 _INT = re.compile(r"-?(0|[1-9][0-9]*)")
 _FLOAT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -129,9 +131,14 @@ class _Converter:
         return self._scalar(node, path)
 
     def _tag_error(self, node: yaml.Node, path: JsonPath) -> YamlProblem:
+        # Only YAML's own types are named: an unquoted value that starts with
+        # "!" (a password, say) is read as a tag, and must not be repeated.
+        name = node.tag.removeprefix("tag:yaml.org,2002:")
+        shown = f"the tag !!{name}" if name in _YAML_TYPES else "a tag"
         return YamlProblem(
             node.start_mark.line + 1,
-            f"the tag {node.tag!r} is not allowed; state files hold plain data",
+            f"{shown} is not allowed; state files hold plain data (quote a value "
+            "that starts with '!')",
             path,
         )
 

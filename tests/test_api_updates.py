@@ -153,3 +153,14 @@ def test_redact_must_name_a_param_of_the_integration(server):
         ("$.endpoint.redact[0]", "'tokn'", "token"),
         body=body,
     )
+
+
+def test_an_instance_made_by_hand_and_deleted_never_has_its_id_again(server):
+    (server.state / "instances" / "IN7.yaml").write_text(
+        "name: By hand\nzk: z:2181\nredis: r\n"
+    )
+    assert server.client.request("DELETE", "/1.0/instances/IN7").status == 204
+    body = {"name": "After", "zk": "z:2181", "redis": "r"}
+    created = server.client.request("POST", "/1.0/instances", body)
+    assert created.status == 201, created.raw
+    assert created.body["id"] == "IN8"

@@ -78,6 +78,11 @@ BAD_FILES = {
         "id: globex\nname: !!python/object/apply:os.system [ls]\n",
         "is not allowed",
     ),
+    "a secret read as a tag is not repeated": (
+        "instances/IN1/nodes/ND1.yaml",
+        "name: n\nip-address: h\nusername: u\npassword: !!hunter2\n",
+        "instances/IN1/nodes/ND1.yaml:4: $.password: a tag is not allowed",
+    ),
     "a missing instance": (
         TENANT,
         "id: globex\nname: G\ninstance: IN9\n",

@@ -42,6 +42,9 @@ PREFIX = "/1.0"
 # The largest request body accepted, in bytes (an integration definition is
 # the largest object; the same limit as a state file).
 MAX_BODY = 1024 * 1024
+# The deepest nesting of objects and arrays a body may have; no object of the
+# state comes near it, and a state file's writer recurses once per level.
+MAX_DEPTH = 32
 
 STATUS_OF = {
     InvalidObject: 400,
@@ -198,6 +201,23 @@ def _no_body(route: Route, environ: dict) -> None:
         )
 
 
+def _too_deep(value: Any) -> bool:
+    """Whether objects and arrays nest in `value` more than MAX_DEPTH deep."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -233,6 +253,8 @@ def json_object(environ: dict) -> dict[str, Any]:
         raise ApiError(400, f"malformed JSON: {error}") from None
     if not isinstance(value, dict):
         raise ApiError(400, "the body must be a JSON object")
+    if _too_deep(value):
+        raise ApiError(400, f"the body is nested more than {MAX_DEPTH} levels deep")
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as error:
@@ -359,6 +381,20 @@ class Edge:
                 )
             return start_response(status, headers, exc_info)
 
+        try:
+            path.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            # Bottle would drop the bytes it cannot decode, and %FFacme
+            # would find acme.
+            body = error_body("the path is not UTF-8 once its %-escapes are decoded")
+            record(
+                "400 Bad Request",
+                [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                ],
+            )
+            return [body]
         return self.app(environ, record)
 
 

@@ -13,6 +13,7 @@ from ..apply import FAILED, reconcile
 from ..errors import ConnectionFailed, ReconcileError, WriteFailed
 from ..render import bare, render
 from ..state import StateObject
+from ..store import Change
 from .crud import check_version, created, found, list_of, one, save, update
 from .http import Reply, json_object
 from .routes import Api, Request, route
@@ -21,14 +22,21 @@ from .shapes import answer, check_request, file_data, ordered
 log = logging.getLogger(__name__)
 
 
-def _next_instance_id(api: Api) -> tuple[str, int]:
-    """IN<n> above every id used so far, deleted ones included."""
+def _highest_used(api: Api) -> int:
+    """The highest n of any IN<n> so far: recorded ones, and files there now."""
     used = api.store.read_ids().get("instance", 0)
     for obj in api.store.all_keys("instance"):
         match = re.fullmatch(r"IN([0-9]+)", obj)
         if match:
             used = max(used, int(match.group(1)))
-    return f"IN{used + 1}", used + 1
+    return used
+
+
+def _record_used(api: Api, change: Change, number: int) -> None:
+    """Remember that IN<number> was used, so that no create hands it out again."""
+    ids = api.store.read_ids()
+    if ids.get("instance", 0) < number:
+        change.put_ids({**ids, "instance": number})
 
 
 @route("GET", "/instances", "List all instances", answer="instance[]")
@@ -48,11 +56,12 @@ def create_instance(api: Api, request: Request) -> Reply:
     body = json_object(request.environ)
     check_request("instance", "create", body)
     with api.store.change("Create instance") as change:
-        key, number = _next_instance_id(api)
+        number = _highest_used(api) + 1
+        key = f"IN{number}"
         change.message = f"Create instance {key}"
         data = ordered("instance", {"id": key, **body})
         save(change, "instance", key, data)
-        change.put_ids({**api.store.read_ids(), "instance": number})
+        _record_used(api, change, number)
     return created("instance", api, key)
 
 
@@ -93,6 +102,8 @@ def delete_instance(api: Api, request: Request, id: str) -> Reply:
                 p for p in api.store.all("process") if p.data.get("instance") == id
             ]
             stopped = _stop_nodes(api, id, nodes)
+            # Made by hand, or before the record existed: recorded now.
+            _record_used(api, change, _highest_used(api))
 
             tenants = [
                 t for t in api.store.all("tenant") if t.data.get("instance") == id
