@@ -9,6 +9,7 @@ data asked for is never written.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import re
@@ -124,12 +125,40 @@ def _edit_seq(seq: CommentedSeq, wish: list) -> CommentedSeq | None:
     return seq
 
 
+def _split_trailing_deep(node: CommentedMap, key: Any) -> CommentToken | None:
+    """The comment lines after a field's value, wherever ruamel keeps them.
+
+    After a nested value they sit with its last item, however deep.
+    """
+    found: list[CommentToken] = []
+    container: CommentedMap | CommentedSeq = node
+    slot = _MAP_SLOT
+    while True:
+        token = _split_trailing(container.ca.items.get(key), slot)
+        if token is not None:
+            found.append(token)
+        value = container[key]
+        if isinstance(value, CommentedMap) and value:
+            container, key, slot = value, list(value)[-1], _MAP_SLOT
+        elif isinstance(value, CommentedSeq) and value:
+            container, key, slot = value, len(value) - 1, _SEQ_SLOT
+        else:
+            break
+    if not found:
+        return None
+    # The deepest holds the lines nearest the value.
+    merged = found.pop()
+    for token in reversed(found):
+        merged.value += token.value[1:]
+    return merged
+
+
 def _edit_map(node: CommentedMap, wish: dict, order: Sequence[str]) -> None:
     items = node.ca.items
     for key in [key for key in node if key not in wish]:
         keys = list(node)
         at = keys.index(key)
-        trailing = _split_trailing(items.get(key), _MAP_SLOT)
+        trailing = _split_trailing_deep(node, key)
         del node[key]
         if trailing and at > 0:
             _attach_trailing(items, keys[at - 1], _MAP_SLOT, trailing)
@@ -213,12 +242,86 @@ def edited(text: str, data: dict[str, Any], order: Sequence[str]) -> str:
         raise EditError(f"the file cannot be edited: {_located(error)}") from None
     if not isinstance(doc, CommentedMap):
         raise EditError("the file does not hold a mapping of fields")
+    before = {key: _plain(value) for key, value in doc.items()}
+    lines = {key: doc.lc.key(key)[0] for key in doc}
     _edit_map(doc, copy.deepcopy(data), order)
     out = io.StringIO()
     yaml.dump(doc, out)
     result = _checked(out.getvalue(), data)
+    unchanged = {
+        key
+        for key, value in data.items()
+        if key in before and _same(before[key], value)
+    }
+    if unchanged:
+        kept = _with_own_lines(text, lines, result, yaml, unchanged)
+        with contextlib.suppress(Unstorable):
+            result = _checked(kept, data)
     # ruamel writes \n; a file a person keeps with \r\n keeps them.
     return re.sub(r"(?<!\r)\n", "\r\n", result) if "\r\n" in text else result
+
+
+def _same(old: Any, new: Any) -> bool:
+    """Equal as data, with the same types: 1 and 1.0, or 1 and true, differ."""
+    if type(old) is not type(new):
+        return False
+    if isinstance(old, dict):
+        return old.keys() == new.keys() and all(_same(old[k], new[k]) for k in old)
+    if isinstance(old, list):
+        return len(old) == len(new) and all(map(_same, old, new))
+    return old == new
+
+
+def _with_own_lines(
+    text: str, lines: dict[Any, int], result: str, yaml: YAML, unchanged: set[str]
+) -> str:
+    """`result` with the lines `text` had for each field in `unchanged`.
+
+    ruamel writes every value again in its own way (a flow list's spacing,
+    say); a field the edit did not touch is put back as the person wrote it.
+    Comment lines after a value come from `result`, where the edit may have
+    moved them.
+    """
+    try:
+        new_doc = yaml.load(result)
+    except YAMLError:
+        return result
+    old_parts = _fields(text.splitlines(keepends=True), lines)
+    new_lines = result.splitlines(keepends=True)
+    header, new_parts = _split_header(new_lines, new_doc)
+    pieces = [header]
+    for key, (own, after) in new_parts.items():
+        if key in unchanged and key in old_parts:
+            own = old_parts[key][0]
+            own += "" if own.endswith("\n") else "\n"
+        pieces.append(own + after)
+    return "".join(pieces)
+
+
+def _split_header(
+    lines: list[str], doc: CommentedMap
+) -> tuple[str, dict[Any, tuple[str, str]]]:
+    starts = {key: doc.lc.key(key)[0] for key in doc}
+    first = min(starts.values(), default=len(lines))
+    return "".join(lines[:first]), _fields(lines, starts)
+
+
+def _fields(lines: list[str], starts: dict[Any, int]) -> dict[Any, tuple[str, str]]:
+    """Each top-level field's own lines, and the comment lines after them."""
+    order = sorted(starts, key=starts.__getitem__)
+    found = {}
+    for i, key in enumerate(order):
+        end = starts[order[i + 1]] if i + 1 < len(order) else len(lines)
+        block = lines[starts[key] : end]
+        cut = len(block)
+        while cut > 1 and (not block[cut - 1].strip() or _is_comment(block[cut - 1])):
+            cut -= 1
+        found[key] = ("".join(block[:cut]), "".join(block[cut:]))
+    return found
+
+
+def _is_comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
 
 
 def _located(error: YAMLError) -> str:

@@ -67,6 +67,25 @@ ORDER = ["id", "name", "instance", "rate-limit", "integrations"]
             "id: t\nname: N\ninstance: IN1\n",
             id="a removed key goes with its own comment",
         ),
+        pytest.param(
+            "id: t\nname: N\ntenants: [acme,   globex]  # both\nrate-limit:   5\n",
+            {"id": "t", "name": "M", "tenants": ["acme", "globex"], "rate-limit": 5},
+            "id: t\nname: M\ntenants: [acme,   globex]  # both\nrate-limit:   5\n",
+            id="fields not changed keep their lines exactly",
+        ),
+        pytest.param(
+            "id: t\nname: N\n# the secrets\nintegration-params:\n  pusher:\n"
+            "    key: k\n# Owner: ops, OPS-42\n",
+            {"id": "t", "name": "N"},
+            "id: t\nname: N\n# the secrets\n# Owner: ops, OPS-42\n",
+            id="a comment after a removed nested value stays",
+        ),
+        pytest.param(
+            "id: t\nname: N",
+            {"id": "t", "name": "N", "instance": "IN1"},
+            "id: t\nname: N\ninstance: IN1\n",
+            id="a file without a final line end",
+        ),
     ],
 )
 def test_an_edit_keeps_what_a_person_wrote(text, data, expected):
