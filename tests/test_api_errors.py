@@ -415,7 +415,36 @@ def test_headers_over_64_kib_are_refused(server):
     answered = raw_exchange(
         server, b"GET /1.0/tenants HTTP/1.1\r\nHost: x\r\n" + padding
     )
-    assert int(answered.split()[1]) in (413, 414), answered[:200]
+    status, error = raw_status_and_error(answered)
+    assert status in (413, 414), answered[:200]
+    assert "header" in error.lower() or "long" in error.lower(), error
+    assert server.client.request("GET", "/1.0/tenants").status == 200
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        pytest.param(
+            POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            501,
+            id="a-transfer-coding-the-server-does-not-know",
+        ),
+        pytest.param(
+            b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            414,
+            id="a-request-line-over-64-kib",
+        ),
+        pytest.param(
+            POST + b"Content-Length: ten\r\n\r\n{}",
+            400,
+            id="a-content-length-that-is-no-number",
+        ),
+        pytest.param(b"NONSENSE\r\n\r\n", 400, id="a-broken-request-line"),
+    ],
+)
+def test_the_http_servers_own_refusals_are_json_too(server, request_bytes, status):
+    answered = raw_exchange(server, request_bytes)
+    assert raw_status_and_error(answered)[0] == status, answered[:300]
     assert server.client.request("GET", "/1.0/tenants").status == 200
 
 

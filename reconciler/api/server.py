@@ -12,12 +12,15 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from cheroot.errors import socket_errors_to_ignore
+from cheroot.server import HTTPConnection, HTTPRequest
 from cheroot.wsgi import Gateway_10, Server
 
 from ..connections import ConnectOptions
 from ..errors import ReconcileError
 from ..store import Store
 from . import make_app
+from .http import error_body
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,37 @@ class _Gateway(Gateway_10):
         if any(k.lower() == "connection" and v.lower() == "close" for k, v in headers):
             self.req.close_connection = True
         return write
+
+
+class _JsonRequest(HTTPRequest):
+    """cheroot's request, whose own refusals are JSON like the API's.
+
+    cheroot answers some requests before the application sees them (a
+    request line or headers too long, a transfer coding it does not know);
+    those answers carry an `error` field too.
+    """
+
+    def simple_response(self, status: int | str, msg: str = "") -> None:
+        status = str(status)
+        body = error_body(msg or f"the request was refused: {status}")
+        head = [
+            f"{self.server.protocol} {status}",
+            f"Content-Length: {len(body)}",
+            "Content-Type: application/json",
+        ]
+        if status[:3] in ("413", "414"):
+            self.close_connection = True
+            head.append("Connection: close")
+        data = "\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + body
+        try:
+            self.conn.wfile.write(data)
+        except OSError as error:
+            if error.args[0] not in socket_errors_to_ignore:
+                raise
+
+
+class _Connection(HTTPConnection):
+    RequestHandlerClass = _JsonRequest
 
 
 def stderr_line(line: str) -> None:
@@ -106,6 +140,7 @@ def serve(
     # where an answer over the limit can still be JSON.
     server.max_request_header_size = MAX_HEADERS
     server.gateway = _Gateway
+    server.ConnectionClass = _Connection
     stop = threading.Event()
     received: list[str] = []
 
