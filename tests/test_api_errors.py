@@ -440,6 +440,11 @@ def test_headers_over_64_kib_are_refused(server):
             id="a-content-length-that-is-no-number",
         ),
         pytest.param(b"NONSENSE\r\n\r\n", 400, id="a-broken-request-line"),
+        pytest.param(
+            POST + b"Content-Length: 2\r\nContent-Length: 30\r\n\r\n{}",
+            400,
+            id="two-content-lengths",
+        ),
     ],
 )
 def test_the_http_servers_own_refusals_are_json_too(server, request_bytes, status):

@@ -13,7 +13,7 @@ from types import FrameType
 from typing import Any
 
 from cheroot.errors import socket_errors_to_ignore
-from cheroot.server import HTTPConnection, HTTPRequest
+from cheroot.server import HeaderReader, HTTPConnection, HTTPRequest
 from cheroot.wsgi import Gateway_10, Server
 
 from ..connections import ConnectOptions
@@ -51,6 +51,31 @@ class _Gateway(Gateway_10):
         return write
 
 
+class _Once(dict):
+    """Request headers in which a header that must be single cannot repeat.
+
+    Two Content-Length headers could frame one request two ways (a proxy in
+    front may read the first, cheroot reads the last): RFC 9112 asks for a
+    400, as for two Host headers.
+    """
+
+    SINGLE = (b"Content-Length", b"Host")
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        if key in self.SINGLE and key in self:
+            raise ValueError(f"the {key.decode()} header is given more than once")
+        super().__setitem__(key, value)
+
+
+class _Headers(HeaderReader):
+    def __call__(self, rfile: Any, hdict: dict | None = None) -> dict:
+        found = super().__call__(rfile, _Once())
+        if hdict is None:
+            return dict(found)
+        hdict.update(found)
+        return hdict
+
+
 class _JsonRequest(HTTPRequest):
     """cheroot's request, whose own refusals are JSON like the API's.
 
@@ -58,6 +83,8 @@ class _JsonRequest(HTTPRequest):
     request line or headers too long, a transfer coding it does not know);
     those answers carry an `error` field too.
     """
+
+    header_reader = _Headers()
 
     def simple_response(self, status: int | str, msg: str = "") -> None:
         status = str(status)
