@@ -153,15 +153,33 @@ def _split_trailing_deep(node: CommentedMap, key: Any) -> CommentToken | None:
     return merged
 
 
+def _attach_trailing_deep(node: CommentedMap, key: Any, moved: CommentToken) -> None:
+    """Put comment lines after a field's value, below its last item if nested.
+
+    On a field whose value is a block map or list, ruamel writes the field's
+    own slot between `key:` and the items: the lines would move up.
+    """
+    container: CommentedMap | CommentedSeq = node
+    slot = _MAP_SLOT
+    while True:
+        value = container[key]
+        if isinstance(value, CommentedMap) and value and not value.fa.flow_style():
+            container, key, slot = value, list(value)[-1], _MAP_SLOT
+        elif isinstance(value, CommentedSeq) and value and not value.fa.flow_style():
+            container, key, slot = value, len(value) - 1, _SEQ_SLOT
+        else:
+            break
+    _attach_trailing(container.ca.items, key, slot, moved)
+
+
 def _edit_map(node: CommentedMap, wish: dict, order: Sequence[str]) -> None:
-    items = node.ca.items
     for key in [key for key in node if key not in wish]:
         keys = list(node)
         at = keys.index(key)
         trailing = _split_trailing_deep(node, key)
         del node[key]
         if trailing and at > 0:
-            _attach_trailing(items, keys[at - 1], _MAP_SLOT, trailing)
+            _attach_trailing_deep(node, keys[at - 1], trailing)
     for key, value in wish.items():
         if key in node:
             _edit_value(node, key, value)
@@ -175,10 +193,10 @@ def _edit_map(node: CommentedMap, wish: dict, order: Sequence[str]) -> None:
             ]
             position = later[0] if later else len(keys)
         if position == len(keys) and keys:
-            trailing = _split_trailing(items.get(keys[-1]), _MAP_SLOT)
+            trailing = _split_trailing_deep(node, keys[-1])
             node.insert(position, key, _scalar(value))
             if trailing:
-                _attach_trailing(items, key, _MAP_SLOT, trailing)
+                _attach_trailing_deep(node, key, trailing)
         else:
             node.insert(position, key, _scalar(value))
 

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 from api_server import ApiServer, commit_count, demo_state, git, running_server
-from test_api_errors import assert_error, assert_refused
+from test_api_errors import (
+    assert_error,
+    assert_refused,
+    raw_exchange,
+    raw_status_and_error,
+)
 
 from reconciler.api.http import MAX_DEPTH
 
@@ -61,3 +66,34 @@ def test_a_body_with_a_bom_and_bad_utf8_after_it_is_still_refused(server):
     headers = {"Content-Type": "application/json"}
     answer = server.client.request("POST", "/1.0/tenants", headers=headers, raw=raw)
     assert_error(answer, 400, "UTF-8")
+
+
+def test_a_chunked_body_on_a_get_is_read_not_taken_for_a_request(server):
+    first = (
+        b"GET /1.0/tenants/globex HTTP/1.1\r\nHost: x\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    )
+    second = b"GET /1.0/tenants/acme HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answered = raw_exchange(server, first + second)
+    assert answered.count(b"HTTP/1.1 200 OK") == 2, answered
+    assert b'"id": "acme"' in answered
+
+
+@pytest.mark.parametrize("body", [b"{ }", b"\xef\xbb\xbf{}", b"\n{}\n"])
+def test_an_empty_object_counts_as_no_body(server, body):
+    headers = {"Content-Type": "application/json"}
+    answer = server.client.request(
+        "POST", "/1.0/tenants/globex/integrations/echo", headers=headers, raw=body
+    )
+    assert answer.status == 201, answer.raw
+
+
+@pytest.mark.parametrize("length", [b"+2", b"1_0", b"0x2"])
+def test_a_content_length_that_is_not_plain_digits_is_refused(server, length):
+    request = (
+        b"POST /1.0/tenants HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: " + length + b"\r\n\r\n{}"
+    )
+    status, error = raw_status_and_error(raw_exchange(server, request))
+    assert status == 400
+    assert "Content-Length" in error

@@ -81,6 +81,18 @@ ORDER = ["id", "name", "instance", "rate-limit", "integrations"]
             id="a comment after a removed nested value stays",
         ),
         pytest.param(
+            "id: t\nintegrations:\n  - echo\nrate-limit: 5\n# end comment\n",
+            {"id": "t", "integrations": ["echo"]},
+            "id: t\nintegrations:\n  - echo\n# end comment\n",
+            id="a comment after a field removed after a list stays after the list",
+        ),
+        pytest.param(
+            "id: t\nstats:\n  type: g\n  port: 1\napi: a\n# about events\nevents: e\n",
+            {"id": "t", "stats": {"type": "g", "port": 2}, "events": "e"},
+            "id: t\nstats:\n  type: g\n  port: 2\n# about events\nevents: e\n",
+            id="a comment stays in place when the map before it changes",
+        ),
+        pytest.param(
             "id: t\nname: N",
             {"id": "t", "name": "N", "instance": "IN1"},
             "id: t\nname: N\ninstance: IN1\n",

@@ -13,6 +13,7 @@ import codecs
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -151,10 +152,12 @@ def read_body(environ: dict) -> bytes:
             {"Connection": "close"},
         )
     if length:
-        try:
-            size = int(length)
-        except ValueError:
-            raise ApiError(400, f"invalid Content-Length {length[:40]!r}") from None
+        if not re.fullmatch(r"[0-9]{1,18}", length):
+            # int() would take "+5" or "1_0": a proxy in front may not.
+            raise ApiError(
+                400, f"invalid Content-Length {length[:40]!r}", {"Connection": "close"}
+            )
+        size = int(length)
         if size > MAX_BODY:
             raise too_big
         data = stream.read(size) if size > 0 else b""
@@ -191,10 +194,12 @@ def _no_body(route: Route, environ: dict) -> None:
 
     An empty JSON object, which some clients send by default, is no body.
     """
+    # Read whatever was sent, even where it is ignored: a body left unread
+    # would be taken for the next request on the connection.
+    raw = read_body(environ).removeprefix(codecs.BOM_UTF8)
     if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
         return
-    raw = read_body(environ).strip()
-    if raw and raw != b"{}":
+    if raw.strip() and not re.fullmatch(rb"\s*\{\s*\}\s*", raw):
         raise ApiError(
             400,
             f"{route.method} {route.path} takes no body; got {len(raw)} bytes",
