@@ -138,25 +138,25 @@ def _stop_nodes(api: Api, instance: str, nodes: list[StateObject]) -> list[str]:
     """
     desired = [bare(node) for node in nodes]
     results = reconcile(desired, api.options, apply=False, parallel=api.parallel)
-    failed = [r for r in results if r.status == FAILED]
-    if failed:
-        reasons = "; ".join(f"{r.key}: {r.error}" for r in failed)
-        raise ConnectionFailed(
-            f"instance {instance} was not deleted: cannot reach {reasons}"
-        )
+    _refuse_failures(results, f"instance {instance} was not deleted: cannot reach")
     busy = {r.key for r in results if r.plan is not None and r.plan.changed}
     todo = [d for d in desired if d.key in busy]
     results = reconcile(todo, api.options, apply=True, parallel=api.parallel)
-    failed = [r for r in results if r.status == FAILED]
-    if failed:
-        reasons = "; ".join(f"{r.key}: {r.error}" for r in failed)
-        raise ConnectionFailed(
-            f"instance {instance} was not deleted: stopping its processes "
-            f"failed on {reasons}"
-        )
+    _refuse_failures(
+        results,
+        f"instance {instance} was not deleted: stopping its processes failed on",
+    )
     for result in results:
         log.info("%s: processes stopped and removed", result.key)
     return [d.key for d in todo]
+
+
+def _refuse_failures(results: list, message: str) -> None:
+    """ConnectionFailed with `message` and each failed node's reason, if any."""
+    failed = [r for r in results if r.status == FAILED]
+    if failed:
+        reasons = "; ".join(f"{r.key}: {r.error}" for r in failed)
+        raise ConnectionFailed(f"{message} {reasons}")
 
 
 def _start_again(api: Api, instance: str, keys: list[str], error: Exception) -> None:
